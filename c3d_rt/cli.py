@@ -1,0 +1,197 @@
+"""The `c3d-rt` command line: thin typer commands over the library; no logic lives here."""
+
+from __future__ import annotations
+
+import json
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .errors import C3DError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="C3D action recognition from training to a live camera.")
+
+
+class Device(str, Enum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+class Recipe(str, Enum):
+    auto = "auto"
+    finetune = "finetune"
+    scratch = "scratch"
+
+
+def _write_json(path: Path, payload: dict) -> None:
+    from .checkpoint import atomic_write_text
+
+    atomic_write_text(json.dumps(payload, indent=2) + "\n", path)
+
+
+@app.command()
+def prepare(
+    src: Path = typer.Argument(..., help="Flat folder of UCF101 videos (v_<Class>_gNN_cNN.avi), or a class-folder tree."),
+    dst: Path = typer.Argument(..., help="Output: one folder per class, plus splits/ and classInd.txt."),
+    lists: Optional[Path] = typer.Option(None, exists=True, file_okay=False,
+                                         help="Folder with UCF101's classInd.txt, trainlist0N.txt, testlist0N.txt."),
+    split: int = typer.Option(1, min=1, max=3, help="Which official split to use with --lists."),
+    move: bool = typer.Option(False, "--move", help="Move files instead of copying them."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Report what would happen; change nothing."),
+    val_fraction: float = typer.Option(0.2, min=0.0, max=0.9, help="Share of groups held out without --lists."),
+) -> None:
+    """Sort videos into class folders and write a train/test split that never splits a group."""
+    from .prepare import prepare as run_prepare
+
+    report = run_prepare(src, dst, lists=lists, split=split, move=move, dry_run=dry_run, val_fraction=val_fraction)
+    typer.echo(report.summary())
+
+
+@app.command()
+def synth(
+    dst: Path = typer.Argument(..., help="Output folder (class folders of .avi videos)."),
+    clips_per_class: int = typer.Option(40, min=2, help="Videos per class."),
+    frames: int = typer.Option(32, min=16, help="Frames per video."),
+    width: int = typer.Option(171, min=32, help="Frame width in pixels."),
+    height: int = typer.Option(128, min=32, help="Frame height in pixels."),
+    val_fraction: float = typer.Option(0.25, min=0.0, max=0.9, help="Share held out for evaluation."),
+    seed: int = typer.Option(0, help="Random seed: the same seed writes the same videos."),
+) -> None:
+    """Write the built-in synthetic motion data set (pan, tilt, zoom, rotation, static)."""
+    from .synth import SynthSpec, synthesize
+
+    spec = SynthSpec(clips_per_class, frames, width, height, val_fraction, seed)
+    root = synthesize(dst, spec)
+    typer.echo(f"wrote {clips_per_class * len(spec.classes)} videos of {len(spec.classes)} classes to {root}")
+
+
+@app.command()
+def train(
+    data: Path = typer.Argument(..., help="Data folder: one sub-folder of videos per class (see `prepare`, `synth`)."),
+    out: Path = typer.Option(Path("runs/c3d"), "--out", "-o", help="Run folder for checkpoints and the log."),
+    epochs: int = typer.Option(30, min=1),
+    batch_size: int = typer.Option(16, min=1),
+    lr: Optional[float] = typer.Option(None, min=0.0, help="Base learning rate (fc8 gets 10x with the seed's recipe)."),
+    width: float = typer.Option(1.0, min=0.0625, max=4.0, help="Channel width multiplier; 1.0 is the paper's C3D."),
+    crop_size: int = typer.Option(112, min=32, help="Crop size (multiple of 16); frames are resized in proportion."),
+    frame_interval: int = typer.Option(1, min=1, help="Take every N-th frame; the runtime uses the same."),
+    pretrained: Optional[Path] = typer.Option(None, exists=True, dir_okay=False,
+                                              help="Sports-1M / reference / c3d-rt weights to start from."),
+    recipe: Recipe = typer.Option(Recipe.auto, help="finetune (the seed's SGD) or scratch (AdamW + C3D-BN); "
+                                                    "auto picks finetune with --pretrained, else scratch."),
+    resume: bool = typer.Option(False, "--resume", help="Continue exactly from OUT/last.pt."),
+    device: Device = typer.Option(Device.auto),
+    workers: int = typer.Option(2, min=0, help="DataLoader worker processes."),
+    hflip: Optional[bool] = typer.Option(None, "--hflip/--no-hflip",
+                                         help="Horizontal flip augmentation; default: what the data set allows."),
+    seed: int = typer.Option(0),
+) -> None:
+    """Train C3D on class folders of videos (also under `torchrun --nproc_per_node=N`)."""
+    from .train import fit, recipe_setup
+
+    model_config, prep, cfg = recipe_setup(recipe.value, pretrained is not None, width=width, crop_size=crop_size,
+                                           frame_interval=frame_interval, epochs=epochs, batch_size=batch_size,
+                                           lr=lr, workers=workers, seed=seed)
+    result = fit(data, out, model_config=model_config, prep=prep, cfg=cfg, pretrained=pretrained, resume=resume,
+                 device=device.value, hflip=hflip)
+    typer.echo(f"best top-1 {result.best_top1:.3f}; checkpoints in {result.run_dir}")
+
+
+@app.command("eval")
+def eval_(
+    ckpt: Path = typer.Argument(..., help="Checkpoint to evaluate."),
+    data: Path = typer.Argument(..., help="Data folder; its evaluation split (splits/test.txt) is used."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the metrics as JSON here."),
+    confusion: Optional[Path] = typer.Option(None, help="Confusion-matrix PNG (default: beside the checkpoint)."),
+    batch_size: int = typer.Option(16, min=1),
+    workers: int = typer.Option(2, min=0),
+    device: Device = typer.Option(Device.auto),
+) -> None:
+    """Top-1, top-5 and a confusion matrix on the evaluation split."""
+    from .evaluation import evaluate_checkpoint, save_confusion_png
+
+    result = evaluate_checkpoint(ckpt, data, batch_size=batch_size, workers=workers, device=device.value)
+    png = save_confusion_png(result["confusion"], result["labels"], confusion or ckpt.with_suffix(".confusion.png"),
+                             f"{ckpt.name}: top-1 {result['val_top1']:.3f}")
+    typer.echo(f"top-1 {result['val_top1']:.4f}  top-5 {result['val_top5']:.4f}  on {result['val_clips']} clips "
+               f"({result['skipped_videos']} unreadable skipped); confusion matrix: {png}")
+    if json_out:
+        _write_json(json_out, {**result, "confusion_png": str(png)})
+
+
+@app.command()
+def export(
+    ckpt: Path = typer.Argument(..., help="Checkpoint: c3d-rt's, the reference trainer's, or a Sports-1M state dict."),
+    out: Path = typer.Option(Path("export"), "--out", "-o", help="Output folder."),
+    formats: str = typer.Option("torchscript,onnx,onnx-fp16,onnx-int8", help="Comma-separated formats."),
+    opset: int = typer.Option(18, min=17, max=23, help="ONNX opset."),
+    calib: Optional[Path] = typer.Option(None, help="Data folder for int8 calibration and the accuracy check "
+                                                    "(default: the checkpoint's own split)."),
+    labels: Optional[Path] = typer.Option(None, exists=True, dir_okay=False, help="Class names, one per line."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Also copy the report here."),
+) -> None:
+    """Write TorchScript and ONNX (fp32, fp16, int8), each proven equivalent to the checkpoint."""
+    from .export import export_checkpoint, format_report_table, parse_formats
+
+    report = export_checkpoint(ckpt, out, formats=parse_formats(formats), opset=opset, calib=calib,
+                               labels_file=labels, log=lambda m: typer.echo(m, err=True))
+    typer.echo(format_report_table(report))
+    if json_out:
+        _write_json(json_out, report.to_dict())
+    if not report.ok:
+        failed = ", ".join(a.format for a in report.artifacts if a.status != "ok")
+        typer.secho(f"error: {failed} failed the equivalence check and was not written (see {out / 'report.json'})",
+                    fg=typer.colors.RED, err=True)
+        raise typer.Exit(code=1)
+
+
+@app.command()
+def verify(
+    artifact: Path = typer.Argument(..., help="An exported .onnx or .ts file."),
+    against: Optional[Path] = typer.Option(None, exists=True, dir_okay=False,
+                                           help="Checkpoint to compare with (default: the source named in the file)."),
+    calib: Optional[Path] = typer.Option(None, help="Data folder for real clips (default: the checkpoint's split)."),
+) -> None:
+    """Re-run the equivalence check of an exported artifact."""
+    from .export import verify_artifact
+
+    r = verify_artifact(artifact, against, calib=calib)
+    errors = f"max|d logits| {r.max_abs_err:.3g}, max|d prob| {r.max_prob_err:.3g}, " if r.max_abs_err is not None else ""
+    agree = f"top-1 agreement {r.top1_agreement:.1%} on {r.checked_clips} clips" if r.top1_agreement is not None else ""
+    typer.echo(f"{artifact}: {r.status} ({r.precision}) {errors}{agree}")
+    if r.status != "ok":
+        typer.secho(f"error: {artifact} does not compute what the checkpoint computes: {r.reason}",
+                    fg=typer.colors.RED, err=True)
+        raise typer.Exit(code=1)
+
+
+@app.command()
+def demo(
+    out: Path = typer.Option(Path("runs/demo"), "--out", "-o", help="Folder for the data, run and exports."),
+    quick: bool = typer.Option(False, "--quick", help="A much smaller run (for smoke tests): not accurate."),
+) -> None:
+    """The whole job on a fresh machine: synthesise data, train a narrow C3D, report held-out accuracy, export."""
+    from .demo import run_demo
+
+    run_demo(out, quick=quick)
+
+
+def main() -> None:
+    """Console entry point: user-facing errors become one message and exit status 1."""
+    try:
+        app()
+    except C3DError as exc:
+        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

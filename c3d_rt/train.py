@@ -1,0 +1,374 @@
+"""Training and evaluation: train_one_epoch / evaluate / fit, checkpoints, DDP.
+
+Run plainly for one process, or under ``torchrun --nproc_per_node=N`` for
+DistributedDataParallel (NCCL on CUDA, gloo on CPU). Only rank 0 writes.
+
+Two recipes:
+- ``finetune`` (the seed's): SGD, momentum 0.9, weight decay 5e-4, StepLR, fc8 at 10x lr.
+  Use it with ``--pretrained`` Sports-1M weights.
+- ``scratch``: AdamW with warm-up and cosine decay, the input scaled to unit range,
+  gradient clipping. The seed's recipe diverges from random init (see DESIGN.md).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, RandomSampler, Subset
+from tqdm import tqdm
+
+from .checkpoint import FORMAT, atomic_save, init_from_pretrained, load_checkpoint
+from .config import ModelConfig, Preprocessing, TrainConfig
+from .errors import C3DError
+from .data import DataSplit, VideoClipDataset, load_data_split
+from .model import C3D, param_groups
+
+LAST, BEST, LOG = "last.pt", "best.pt", "log.jsonl"
+SCRATCH_INPUT_SCALE = 1 / 64  # mean-subtracted 0..255 pixels -> roughly unit range
+
+
+class TrainingError(C3DError, RuntimeError):
+    """A training run that cannot go on; the message says why and what to do."""
+
+
+RECIPES: dict[str, dict[str, Any]] = {
+    "finetune": dict(optimizer="sgd", lr=1e-3, schedule="step", fc8_lr_mult=10.0, weight_decay=5e-4),
+    # Measured on the synthetic set: plain C3D stays at chance from random init (with or without
+    # dropout, at lr 3e-4 and 1e-3); C3D-BN without dropout learns. See README "Training from scratch".
+    "scratch": dict(optimizer="adamw", lr=1e-3, schedule="cosine", fc8_lr_mult=1.0, weight_decay=0.05,
+                    warmup_epochs=1, grad_clip=5.0,
+                    model=dict(batch_norm=True, dropout=0.0, input_scale=SCRATCH_INPUT_SCALE)),
+}
+
+
+def recipe_setup(recipe: str, pretrained: bool, *, width: float = 1.0, crop_size: int = 112, frame_interval: int = 1,
+                 epochs: int = 30, batch_size: int = 16, lr: float | None = None, workers: int = 2,
+                 seed: int = 0) -> tuple[ModelConfig, Preprocessing, TrainConfig]:
+    """Model, preprocessing and training settings of a recipe ("auto": finetune if pretrained, else scratch)."""
+    if recipe == "auto":
+        recipe = "finetune" if pretrained else "scratch"
+    if recipe not in RECIPES:
+        raise TrainingError(f"unknown recipe {recipe!r}; expected finetune or scratch")
+    settings = dict(RECIPES[recipe])
+    model_overrides = settings.pop("model", {})
+    model_config = ModelConfig(width=width, crop_size=crop_size, **model_overrides)
+    prep = Preprocessing.for_model(model_config, frame_interval=frame_interval)
+    cfg = TrainConfig(**{**settings, "epochs": epochs, "batch_size": batch_size, "workers": workers, "seed": seed,
+                         **({"lr": lr} if lr is not None else {})})
+    return model_config, prep, cfg
+
+
+# --- devices and processes ---------------------------------------------------------------
+
+
+@dataclass
+class Dist:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world > 1
+
+
+def init_distributed(device: str) -> Dist:
+    """Join the process group that torchrun describes in the environment, if any."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Dist()
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.startswith("cuda") else "gloo")
+    return Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def resolve_device(device: str, ddp: Dist) -> torch.device:
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda":
+        if not torch.cuda.is_available():
+            raise TrainingError("--device cuda was asked for, but PyTorch sees no CUDA device. Use --device cpu.")
+        torch.cuda.set_device(ddp.local_rank)
+        return torch.device("cuda", ddp.local_rank)
+    if device != "cpu":
+        raise TrainingError(f"unknown device {device!r}; expected auto, cpu or cuda")
+    return torch.device("cpu")
+
+
+# --- one epoch ------------------------------------------------------------------------------
+
+
+def topk_correct(logits: torch.Tensor, target: torch.Tensor, ks: tuple[int, ...] = (1, 5)) -> list[int]:
+    top = logits.topk(min(max(ks), logits.shape[1]), dim=1).indices
+    hits = top.eq(target[:, None])
+    return [int(hits[:, :k].any(dim=1).sum()) for k in ks]
+
+
+def train_one_epoch(model: torch.nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer,
+                    scaler: torch.amp.GradScaler, device: torch.device, cfg: TrainConfig,
+                    step_lr: Callable[[float], None], progress: bool, desc: str) -> dict[str, float]:
+    model.train()
+    loss_sum, correct, seen, start = 0.0, 0, 0, time.perf_counter()
+    use_amp = cfg.amp and device.type == "cuda"
+    bar = tqdm(loader, desc=desc, unit="batch", disable=not progress, leave=False)
+    for i, (clips, labels) in enumerate(bar):
+        step_lr(i / max(1, len(loader)))
+        clips, labels = clips.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+        with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
+            logits = model(clips)
+            loss = F.cross_entropy(logits, labels, label_smoothing=cfg.label_smoothing)
+        if not torch.isfinite(loss):
+            raise TrainingError(
+                f"the training loss became {loss.item()} at batch {i} of {desc}. Nothing of this epoch was saved; "
+                "the last good checkpoint is kept. Lower --lr, or use --recipe scratch when not fine-tuning."
+            )
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        if cfg.grad_clip > 0:
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        scaler.step(optimizer)
+        scaler.update()
+        loss_sum += loss.item() * len(labels)
+        correct += topk_correct(logits.detach(), labels, (1,))[0]
+        seen += len(labels)
+        bar.set_postfix(loss=f"{loss_sum / seen:.3f}", top1=f"{correct / seen:.3f}")
+    elapsed = time.perf_counter() - start
+    return {"train_loss": loss_sum / max(seen, 1), "train_top1": correct / max(seen, 1),
+            "clips_per_s": seen / elapsed if elapsed > 0 else 0.0}
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, dataset: VideoClipDataset, device: torch.device, num_classes: int,
+             batch_size: int = 16, workers: int = 0, ddp: Dist = Dist(), progress: bool = False) -> dict[str, Any]:
+    """Loss, top-1, top-5 and confusion matrix (rows: truth, columns: prediction) of a data set.
+
+    Under DDP each rank takes every world-th clip and the sums are all-reduced.
+    """
+    model.eval()
+    shard = Subset(dataset, list(range(ddp.rank, len(dataset), ddp.world)))
+    loader = DataLoader(shard, batch_size=batch_size, shuffle=False, num_workers=workers)
+    sums = torch.zeros(4, dtype=torch.float64, device=device)  # loss, top1, top5, count
+    confusion = torch.zeros(num_classes, num_classes, dtype=torch.int64, device=device)
+    for clips, labels in tqdm(loader, desc="eval", unit="batch", disable=not progress, leave=False):
+        clips, labels = clips.to(device), labels.to(device)
+        logits = model(clips).float()
+        top1, top5 = topk_correct(logits, labels)
+        sums += torch.tensor([F.cross_entropy(logits, labels, reduction="sum").item(), top1, top5, len(labels)],
+                             dtype=torch.float64, device=device)
+        confusion.index_put_((labels, logits.argmax(1)), torch.ones_like(labels), accumulate=True)
+    if ddp.enabled:
+        dist.all_reduce(sums)
+        dist.all_reduce(confusion)
+    n = max(sums[3].item(), 1)
+    return {"val_loss": sums[0].item() / n, "val_top1": sums[1].item() / n, "val_top5": sums[2].item() / n,
+            "val_clips": int(sums[3].item()), "confusion": confusion.cpu().tolist()}
+
+
+# --- optimisation -------------------------------------------------------------------------
+
+
+def make_optimizer(model: C3D, cfg: TrainConfig) -> torch.optim.Optimizer:
+    groups = param_groups(model, cfg.lr, cfg.fc8_lr_mult)
+    for g in groups:
+        g["initial_lr"] = g["lr"]
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    raise TrainingError(f"unknown optimizer {cfg.optimizer!r}; expected sgd or adamw")
+
+
+def lr_factor(cfg: TrainConfig, epoch_progress: float) -> float:
+    """Learning-rate multiplier at a fractional epoch (0-based): warm-up, then step or cosine."""
+    if cfg.warmup_epochs and epoch_progress < cfg.warmup_epochs:
+        return (epoch_progress + 1e-3) / cfg.warmup_epochs
+    if cfg.schedule == "cosine":
+        span = max(cfg.epochs - cfg.warmup_epochs, 1e-9)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, (epoch_progress - cfg.warmup_epochs) / span)))
+    return cfg.gamma ** int(epoch_progress // cfg.step_size)  # the seed's StepLR, per epoch
+
+
+def set_lr(optimizer: torch.optim.Optimizer, factor: float) -> None:
+    for g in optimizer.param_groups:
+        g["lr"] = g["initial_lr"] * factor
+
+
+# --- checkpoints ----------------------------------------------------------------------------
+
+
+def checkpoint_dict(model: C3D, optimizer, scaler, epoch: int, best_top1: float, labels: list[str],
+                    prep: Preprocessing, split: DataSplit, cfg: TrainConfig, metrics: dict) -> dict[str, Any]:
+    return {
+        "format": FORMAT,
+        "model_config": model.config.to_dict(),
+        "preprocessing": prep.to_dict(),
+        "labels": labels,
+        "split": split.to_dict(),
+        "train_config": cfg.to_dict(),
+        "epoch": epoch,
+        "best_top1": best_top1,
+        "metrics": {k: v for k, v in metrics.items() if k != "confusion"},
+        "state_dict": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scaler": scaler.state_dict(),
+        "rng": {"torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
+    }
+
+
+def append_log(path: Path, record: dict[str, Any]) -> None:
+    with open(path, "a") as f:
+        f.write(json.dumps(record) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def truncate_log(path: Path, after_epoch: int) -> None:
+    """On resume, drop log lines of epochs past the checkpoint (written before a crash)."""
+    if path.is_file():
+        lines = [ln for ln in path.read_text().splitlines() if ln and json.loads(ln)["epoch"] <= after_epoch]
+        path.write_text("".join(ln + "\n" for ln in lines))
+
+
+# --- fit ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class FitResult:
+    run_dir: Path
+    best_top1: float
+    last_metrics: dict[str, Any]
+    skipped_videos: int
+
+
+def build_datasets(split: DataSplit, prep: Preprocessing, cfg: TrainConfig, hflip: bool | None):
+    train = VideoClipDataset(split.root, split.train, split.classes, prep, train=True, hflip=hflip,
+                             seed=cfg.seed, clips_per_video=cfg.clips_per_video)
+    val = VideoClipDataset(split.root, split.val, split.classes, prep, train=False) if split.val else None
+    return train, val
+
+
+def _epoch_loader(dataset: VideoClipDataset, cfg: TrainConfig, epoch: int, ddp: Dist, pin: bool) -> DataLoader:
+    """A loader whose order depends only on (seed, epoch): resuming replays it exactly."""
+    dataset.set_epoch(epoch)
+    generator = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
+    if ddp.enabled:
+        sampler = torch.utils.data.DistributedSampler(dataset, ddp.world, ddp.rank, shuffle=True, seed=cfg.seed)
+        sampler.set_epoch(epoch)
+    else:
+        sampler = RandomSampler(dataset, generator=generator)
+    return DataLoader(dataset, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.workers,
+                      pin_memory=pin, drop_last=len(dataset) > cfg.batch_size * ddp.world,
+                      generator=generator, persistent_workers=False)
+
+
+def fit(data: str | Path, run_dir: str | Path, *, model_config: ModelConfig | None = None,
+        prep: Preprocessing | None = None, cfg: TrainConfig = TrainConfig(), pretrained: str | Path | None = None,
+        resume: bool = False, device: str = "auto", hflip: bool | None = None, progress: bool = True,
+        log: Callable[[str], None] = print) -> FitResult:
+    """Train C3D on the class folders in ``data``; write checkpoints and a log to ``run_dir``."""
+    run_dir = Path(run_dir)
+    ddp = init_distributed(device if device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
+    dev = resolve_device(device, ddp)
+    say = log if ddp.main else (lambda _msg: None)
+    state = _load_resume_state(run_dir, say) if resume else None
+    if state is not None:  # the run's own settings win over the command line
+        cfg = TrainConfig.from_dict(state["train_config"])
+        model_config = ModelConfig.from_dict(state["model_config"])
+        prep = Preprocessing.from_dict(state["preprocessing"])
+        split = DataSplit(Path(data), state["split"]["classes"], state["split"]["train"], state["split"]["val"],
+                          state["split"]["allow_hflip"])
+    else:
+        split = load_data_split(data, seed=cfg.seed)
+        model_config = ModelConfig(**{**(model_config or ModelConfig()).to_dict(), "num_classes": len(split.classes)})
+        prep = prep or Preprocessing.for_model(model_config)
+        prep = Preprocessing.from_dict({**prep.to_dict(), "allow_hflip": split.allow_hflip if hflip is None else hflip})
+    torch.manual_seed(cfg.seed)
+    model = C3D(model_config)
+    if pretrained and state is None:
+        init_from_pretrained(model, load_checkpoint(pretrained, with_hash=False), say)
+    model.to(dev)
+    optimizer = make_optimizer(model, cfg)
+    scaler = torch.amp.GradScaler(dev.type, enabled=cfg.amp and dev.type == "cuda")
+    start_epoch, best_top1 = 0, -1.0
+    if state is not None:
+        model.load_state_dict(state["state_dict"])
+        optimizer.load_state_dict(state["optimizer"])
+        scaler.load_state_dict(state["scaler"])
+        torch.set_rng_state(state["rng"]["torch"])
+        if state["rng"]["cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+        start_epoch, best_top1 = state["epoch"] + 1, state["best_top1"]
+        say(f"resuming {run_dir / LAST} at epoch {start_epoch + 1}/{cfg.epochs}")
+    train_set, val_set = build_datasets(split, prep, cfg, prep.allow_hflip)
+    net = DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None) if ddp.enabled else model
+    if ddp.main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        truncate_log(run_dir / LOG, start_epoch)  # log epochs are 1-based: keep those already done
+        say(f"training C3D (width {model_config.width:g}, {model_config.num_classes} classes) on {dev} x{ddp.world}: "
+            f"{len(train_set)} train clips, {len(val_set) if val_set else 0} val clips, "
+            f"{len(train_set.skipped) + (len(val_set.skipped) if val_set else 0)} unreadable videos skipped")
+    metrics: dict[str, Any] = {}
+    for epoch in range(start_epoch, cfg.epochs):
+        loader = _epoch_loader(train_set, cfg, epoch, ddp, dev.type == "cuda")
+        desc = f"epoch {epoch + 1}/{cfg.epochs}"
+        metrics = train_one_epoch(net, loader, optimizer, scaler, dev, cfg,
+                                  lambda p, e=epoch: set_lr(optimizer, lr_factor(cfg, e + p)),
+                                  progress and ddp.main, desc)
+        if val_set is not None:
+            metrics.update(evaluate(model, val_set, dev, model_config.num_classes, cfg.batch_size, cfg.workers, ddp))
+        metrics.update(epoch=epoch + 1, lr=optimizer.param_groups[0]["lr"])
+        if ddp.main:
+            best_top1 = _save_epoch(run_dir, model, optimizer, scaler, epoch, best_top1, split, prep, cfg, metrics)
+            say(_epoch_line(metrics))
+    if ddp.enabled:
+        dist.barrier()
+    skipped = len(train_set.skipped) + (len(val_set.skipped) if val_set else 0)
+    return FitResult(run_dir, best_top1, metrics, skipped)
+
+
+def _load_resume_state(run_dir: Path, say: Callable[[str], None]) -> dict[str, Any] | None:
+    path = run_dir / LAST
+    if not path.is_file():
+        raise TrainingError(f"--resume: {path} does not exist. Start without --resume, or point --out at the "
+                            "run folder that holds last.pt.")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if state.get("format") != FORMAT or "optimizer" not in state:
+        raise TrainingError(f"--resume: {path} is not a c3d-rt training checkpoint.")
+    return state
+
+
+def _save_epoch(run_dir, model, optimizer, scaler, epoch, best_top1, split, prep, cfg, metrics) -> float:
+    top1 = metrics.get("val_top1", metrics["train_top1"])
+    is_best = top1 > best_top1
+    best_top1 = max(best_top1, top1)
+    ckpt = checkpoint_dict(model, optimizer, scaler, epoch, best_top1, split.classes, prep, split, cfg, metrics)
+    atomic_save(ckpt, run_dir / LAST)
+    if is_best:
+        atomic_save(ckpt, run_dir / BEST)
+    append_log(run_dir / LOG, {k: v for k, v in metrics.items() if k != "confusion"})
+    return best_top1
+
+
+def _epoch_line(m: dict[str, Any]) -> str:
+    val = (f" | val loss {m['val_loss']:.3f} top1 {m['val_top1']:.3f} top5 {m['val_top5']:.3f}"
+           if "val_top1" in m else "")
+    return (f"epoch {m['epoch']}: train loss {m['train_loss']:.3f} top1 {m['train_top1']:.3f}{val} | "
+            f"{m['clips_per_s']:.1f} clips/s | lr {m['lr']:.2e}")

@@ -1,0 +1,81 @@
+"""The preprocessing contract, implemented once.
+
+Training, evaluation, the export checks, the live runtime and the benchmark all
+call these functions, so a frame becomes the same numbers everywhere:
+
+    BGR uint8 (H0, W0, 3) --resize--> (h, w, 3) --crop--> (c, c, 3) --minus mean--> float32
+
+Clips are laid out ``(3, T, c, c)``, i.e. ``(C, T, H, W)``, ready for a batch dim.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from .config import Preprocessing
+
+
+def resize_frame(frame_bgr: np.ndarray, prep: Preprocessing) -> np.ndarray:
+    """Resize one frame to ``prep.resize_wh`` with bilinear interpolation (OpenCV's default)."""
+    if frame_bgr.ndim != 3 or frame_bgr.shape[2] != 3:
+        raise ValueError(f"expected a BGR frame of shape (H, W, 3), got {frame_bgr.shape}")
+    if (frame_bgr.shape[1], frame_bgr.shape[0]) == tuple(prep.resize_wh):
+        return frame_bgr
+    return cv2.resize(frame_bgr, tuple(prep.resize_wh), interpolation=cv2.INTER_LINEAR)
+
+
+def normalize_crop(
+    resized: np.ndarray, prep: Preprocessing, top: int, left: int, out: np.ndarray | None = None
+) -> np.ndarray:
+    """Crop a resized frame and subtract the mean, as float32 ``(3, c, c)``.
+
+    ``out`` (shape ``(3, c, c)``, float32) is filled in place when given, so the
+    runtime can write straight into a ring-buffer slot without allocating.
+    """
+    c = prep.crop_size
+    patch = resized[top : top + c, left : left + c]  # (c, c, 3) uint8
+    if out is None:
+        out = np.empty((3, c, c), dtype=np.float32)
+    mean = np.asarray(prep.mean_bgr, dtype=np.float32).reshape(3, 1, 1)
+    np.subtract(patch.transpose(2, 0, 1), mean, out=out, casting="unsafe")
+    return out
+
+
+def preprocess_frame(frame_bgr: np.ndarray, prep: Preprocessing, out: np.ndarray | None = None) -> np.ndarray:
+    """Evaluation preprocessing of one frame: resize, centre crop, subtract mean -> ``(3, c, c)``."""
+    top, left = prep.center_offsets
+    return normalize_crop(resize_frame(frame_bgr, prep), prep, top, left, out)
+
+
+def preprocess_clip(
+    frames_bgr: list[np.ndarray] | np.ndarray,
+    prep: Preprocessing,
+    *,
+    crop_origin: tuple[int, int] | None = None,
+    hflip: bool = False,
+) -> np.ndarray:
+    """Turn ``T`` BGR frames into a network clip ``(3, T, c, c)`` float32.
+
+    ``crop_origin`` is ``(top, left)`` in the resized frame (the centre when None);
+    ``hflip`` mirrors every frame (training augmentation).
+    """
+    top, left = crop_origin if crop_origin is not None else prep.center_offsets
+    c = prep.crop_size
+    clip = np.empty((3, len(frames_bgr), c, c), dtype=np.float32)
+    for t, frame in enumerate(frames_bgr):
+        normalize_crop(resize_frame(frame, prep), prep, top, left, out=clip[:, t])
+    if hflip:
+        clip = np.ascontiguousarray(clip[..., ::-1])
+    return clip
+
+
+def random_crop_origin(prep: Preprocessing, rng: np.random.Generator) -> tuple[int, int]:
+    w, h = prep.resize_wh
+    return int(rng.integers(0, h - prep.crop_size + 1)), int(rng.integers(0, w - prep.crop_size + 1))
+
+
+def denormalize_frame(chw: np.ndarray, prep: Preprocessing) -> np.ndarray:
+    """Inverse of the mean subtraction, back to a displayable BGR uint8 ``(c, c, 3)``."""
+    mean = np.asarray(prep.mean_bgr, dtype=np.float32).reshape(3, 1, 1)
+    return np.clip(chw + mean, 0, 255).astype(np.uint8).transpose(1, 2, 0)

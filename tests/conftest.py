@@ -1,0 +1,59 @@
+"""Shared fixtures: tiny real videos, a tiny synthetic data set and a tiny trained checkpoint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from c3d_rt.config import ModelConfig, Preprocessing, TrainConfig
+from c3d_rt.synth import SynthSpec, synthesize
+from c3d_rt.train import fit
+
+TINY = ModelConfig(num_classes=9, width=0.0625, crop_size=32, dropout=0.0, input_scale=1 / 64, batch_norm=True)
+TINY_PREP = Preprocessing.for_model(TINY)  # resize 49x37, crop 32
+
+
+def pytest_collection_modifyitems(config, items):
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip)
+
+
+def write_video(path: Path, n_frames: int, size=(64, 48), seed: int = 0, fourcc: str = "MJPG") -> Path:
+    """A real video file of moving noise; frame t has a bright bar at column t (frames are distinguishable)."""
+    rng = np.random.default_rng(seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), 25.0, size)
+    assert writer.isOpened()
+    for t in range(n_frames):
+        frame = rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)
+        frame[:, t % size[0]] = 255
+        writer.write(frame)
+    writer.release()
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory) -> Path:
+    """The synthetic motion set at the tiny model's resolution: 9 classes x 6 clips."""
+    root = tmp_path_factory.mktemp("synth")
+    w, h = TINY_PREP.resize_wh
+    return synthesize(root, SynthSpec(clips_per_class=6, frames=20, width=w, height=h, val_fraction=0.34),
+                      progress=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_ckpt(tiny_data, tmp_path_factory) -> Path:
+    """A c3d-rt checkpoint of the tiny model after two quick epochs (with its data split inside)."""
+    run = tmp_path_factory.mktemp("run")
+    cfg = TrainConfig(epochs=2, batch_size=8, lr=1e-3, optimizer="adamw", schedule="cosine", workers=0,
+                      fc8_lr_mult=1.0)
+    fit(tiny_data, run, model_config=TINY, prep=TINY_PREP, cfg=cfg, progress=False, log=lambda _m: None)
+    return run / "last.pt"

@@ -1,0 +1,135 @@
+import json
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+
+from c3d_rt.artifacts import read_artifact_info
+from c3d_rt.checkpoint import load_checkpoint
+from c3d_rt.export import ExportError, FORMATS, export_checkpoint, parse_formats, verify_artifact
+from c3d_rt.model import C3D
+
+QUIET = dict(log=lambda _m: None)
+
+
+@pytest.fixture(scope="module")
+def exported(tiny_ckpt, tmp_path_factory):
+    out = tmp_path_factory.mktemp("export")
+    return out, export_checkpoint(tiny_ckpt, out, calib_clips=8, check_clips=20, **QUIET)
+
+
+def test_fp32_and_fp16_artifacts_are_proven_and_written(exported):
+    out, report = exported
+    by_format = {a.format: a for a in report.artifacts}
+    for fmt in ("torchscript", "onnx", "onnx-fp16"):
+        assert by_format[fmt].status == "ok", by_format[fmt].reason
+        assert (out / FORMATS[fmt][0]).is_file()
+    assert by_format["onnx"].max_abs_err < 1e-3 and by_format["onnx-fp16"].top1_agreement >= 0.99
+    assert report.real_clips > 0 and report.real_source == "held-out split"
+    saved = json.loads((out / "report.json").read_text())
+    assert {a["format"] for a in saved["artifacts"]} == set(FORMATS)
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary files left
+
+
+def test_int8_is_written_only_when_it_passes(exported):
+    out, report = exported
+    int8 = next(a for a in report.artifacts if a.format == "onnx-int8")
+    assert int8.top1_agreement is not None and int8.checked_clips > 0
+    assert (out / "c3d.int8.onnx").is_file() == (int8.status == "ok")
+    if int8.status == "ok":
+        model = onnx.load(str(out / "c3d.int8.onnx"))
+        assert any(n.op_type == "QuantizeLinear" for n in model.graph.node)  # QDQ format
+
+
+def test_metadata_describes_the_model(exported, tiny_ckpt):
+    out, _ = exported
+    ckpt = load_checkpoint(tiny_ckpt)
+    for name in ("c3d.onnx", "c3d.ts", "c3d.fp16.onnx"):
+        info = read_artifact_info(out / name)
+        assert info.labels == ckpt.labels
+        assert info.preprocessing == ckpt.preprocessing and info.model_config == ckpt.model_config
+        assert info.source_sha256 == ckpt.sha256
+    assert read_artifact_info(out / "c3d.fp16.onnx").precision == "fp16"
+
+
+def test_onnx_has_dynamic_batch_float32_io_and_passes_the_checker(exported, tiny_ckpt):
+    out, _ = exported
+    model = C3D(load_checkpoint(tiny_ckpt).model_config)
+    model.load_state_dict(load_checkpoint(tiny_ckpt).state_dict)
+    model.eval()
+    for name in ("c3d.onnx", "c3d.fp16.onnx"):
+        onnx.checker.check_model(onnx.load(str(out / name)))
+        session = ort.InferenceSession(str(out / name), providers=["CPUExecutionProvider"])
+        assert session.get_inputs()[0].type == "tensor(float)" and session.get_outputs()[0].name == "logits"
+        for batch in (1, 5):
+            x = np.random.default_rng(batch).uniform(-100, 150, model.config.input_shape(batch)).astype(np.float32)
+            got = session.run(None, {"clip": x})[0]
+            with torch.no_grad():
+                ref = model(torch.from_numpy(x)).numpy()
+            assert got.shape == (batch, 9)
+            tol = dict(rtol=1e-3, atol=1e-4) if name == "c3d.onnx" else dict(rtol=5e-2, atol=5e-2)
+            np.testing.assert_allclose(got, ref, **tol)
+
+
+def test_onnx_runs_the_same_in_openvino(exported):
+    ov = pytest.importorskip("openvino")
+    out, _ = exported
+    core = ov.Core()
+    x = np.random.default_rng(0).uniform(-100, 150, (2, 3, 16, 32, 32)).astype(np.float32)
+    reference = ort.InferenceSession(str(out / "c3d.onnx"), providers=["CPUExecutionProvider"]).run(None, {"clip": x})[0]
+    compiled = core.compile_model(core.read_model(str(out / "c3d.onnx")), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    got = compiled(x)[compiled.output(0)]
+    np.testing.assert_allclose(got, reference, rtol=1e-3, atol=1e-4)
+
+
+def test_verify_passes_then_fails_on_a_corrupted_artifact(exported, tmp_path):
+    out, _ = exported
+    assert verify_artifact(out / "c3d.onnx").status == "ok"
+    model = onnx.load(str(out / "c3d.onnx"))
+    conv = next(t for t in model.graph.initializer if t.name.endswith("conv3a.weight") or "conv3a" in t.name)
+    weights = onnx.numpy_helper.to_array(conv).copy()
+    weights *= 1.5  # a silently wrong model: loads and runs, computes something else
+    conv.CopyFrom(onnx.numpy_helper.from_array(weights, conv.name))
+    corrupted = tmp_path / "c3d.onnx"
+    onnx.save(model, str(corrupted))
+    result = verify_artifact(corrupted)
+    assert result.status == "FAILED" and "rtol" in result.reason
+
+
+def test_export_of_reference_and_sports1m_layouts(tmp_path, tiny_ckpt):
+    state = load_checkpoint(tiny_ckpt).state_dict
+    plain = {k: v for k, v in state.items()}
+    ref = tmp_path / "reference.pth"
+    torch.save({"state_dict": plain, "opt_dict": {}, "epoch": 3}, ref)
+    labels = tmp_path / "labels.txt"
+    labels.write_text("\n".join(f"action {i}" for i in range(9)) + "\n")
+    report = export_checkpoint(ref, tmp_path / "out", formats=["onnx"], labels_file=labels, **QUIET)
+    assert report.ok and read_artifact_info(tmp_path / "out" / "c3d.onnx").labels[0] == "action 0"
+    report = export_checkpoint(ref, tmp_path / "out2", formats=["torchscript"], **QUIET)
+    assert report.ok and read_artifact_info(tmp_path / "out2" / "c3d.ts").labels[-1] == "class_8"
+
+
+def test_bad_inputs_are_clear_errors(tmp_path, tiny_ckpt):
+    with pytest.raises(ExportError, match="choose from torchscript, onnx"):
+        parse_formats("onnx,tflite")
+    blocked = tmp_path / "file"
+    blocked.write_text("x")
+    with pytest.raises(ExportError, match="cannot write there"):
+        export_checkpoint(tiny_ckpt, blocked / "sub", formats=["onnx"], **QUIET)
+    labels = tmp_path / "labels.txt"
+    labels.write_text("a\nb\n")
+    with pytest.raises(ExportError, match="lists 2 labels; the model has 9"):
+        export_checkpoint(tiny_ckpt, tmp_path / "o", formats=["onnx"], labels_file=labels, **QUIET)
+
+
+@pytest.mark.slow
+def test_full_size_export_end_to_end(tmp_path):
+    path = tmp_path / "c3d_ucf101.pth"
+    torch.save(C3D.__new__(C3D).__class__(__import__("c3d_rt").ModelConfig()).state_dict(), path)
+    report = export_checkpoint(path, tmp_path / "out", calib_clips=8, check_clips=8, **QUIET)
+    by_format = {a.format: a for a in report.artifacts}
+    assert by_format["onnx"].status == "ok" and by_format["torchscript"].status == "ok"
+    assert 300 < by_format["onnx"].size_mb < 320  # one self-contained file
+    assert not list((tmp_path / "out").glob("*.data"))

@@ -1,0 +1,92 @@
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from c3d_rt.checkpoint import load_checkpoint
+from c3d_rt.config import TrainConfig
+from c3d_rt.train import TrainingError, fit
+
+from .conftest import TINY, TINY_PREP
+
+QUIET = dict(progress=False, log=lambda _m: None)
+
+
+def _cfg(**kw):
+    return TrainConfig(**{**dict(epochs=2, batch_size=8, lr=1e-3, optimizer="adamw", schedule="cosine", workers=0,
+                                 fc8_lr_mult=1.0), **kw})
+
+
+def test_checkpoint_carries_everything_needed(tiny_ckpt):
+    ckpt = load_checkpoint(tiny_ckpt)
+    assert ckpt.kind == "c3d-rt" and ckpt.model_config == TINY
+    assert ckpt.labels[:2] == ["static", "pan_left"] and len(ckpt.labels) == 9
+    assert ckpt.preprocessing.allow_hflip is False  # the synthetic set forbids flips
+    assert ckpt.extra["split"]["val"] and ckpt.extra["epoch"] == 1
+    log = [json.loads(line) for line in (tiny_ckpt.parent / "log.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in log] == [1, 2]
+    assert {"train_loss", "val_loss", "val_top1", "val_top5", "clips_per_s", "lr"} <= set(log[0])
+
+
+def test_resume_continues_exactly(tiny_data, tmp_path):
+    straight, partial = tmp_path / "straight", tmp_path / "partial"
+    fit(tiny_data, straight, model_config=TINY, prep=TINY_PREP, cfg=_cfg(epochs=2), **QUIET)
+    _train_first_epoch_only(tiny_data, partial)
+    fit(tiny_data, partial, resume=True, **QUIET)
+    a = torch.load(straight / "last.pt", weights_only=True)
+    b = torch.load(partial / "last.pt", weights_only=True)
+    for key in a["state_dict"]:
+        assert torch.equal(a["state_dict"][key], b["state_dict"][key]), key
+    assert a["metrics"]["train_loss"] == b["metrics"]["train_loss"]
+    log = [json.loads(line)["epoch"] for line in (partial / "log.jsonl").read_text().splitlines()]
+    assert log == [1, 2]
+
+
+def _train_first_epoch_only(data, run):
+    """Run a 2-epoch training that is interrupted after epoch 1 (KeyboardInterrupt in epoch 2)."""
+    import c3d_rt.train as train_mod
+
+    original = train_mod.train_one_epoch
+    calls = {"n": 0}
+
+    def interrupting(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return original(*args, **kwargs)
+
+    train_mod.train_one_epoch = interrupting
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            fit(data, run, model_config=TINY, prep=TINY_PREP, cfg=_cfg(epochs=2), **QUIET)
+    finally:
+        train_mod.train_one_epoch = original
+    assert torch.load(run / "last.pt", weights_only=True)["epoch"] == 0
+
+
+def test_non_finite_loss_stops_without_saving(tiny_data, tmp_path):
+    with pytest.raises(TrainingError, match="loss became"):
+        fit(tiny_data, tmp_path / "run", model_config=TINY, prep=TINY_PREP,
+            cfg=_cfg(optimizer="sgd", lr=1e30, schedule="step", grad_clip=0.0), **QUIET)
+    assert not (tmp_path / "run" / "last.pt").exists()
+
+
+def test_resume_without_a_run_is_a_clear_error(tiny_data, tmp_path):
+    with pytest.raises(TrainingError, match="last.pt does not exist"):
+        fit(tiny_data, tmp_path / "nothing", resume=True, **QUIET)
+
+
+def test_two_process_ddp_on_cpu(tiny_data, tmp_path):
+    run = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517",
+           "-m", "c3d_rt.cli", "train", str(tiny_data), "--out", str(run), "--epochs", "1", "--batch-size", "4",
+           "--width", "0.0625", "--crop-size", "32", "--workers", "0", "--device", "cpu"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ckpt = load_checkpoint(run / "last.pt")
+    assert ckpt.model_config.width == 0.0625 and ckpt.extra["epoch"] == 0
+    assert len((run / "log.jsonl").read_text().splitlines()) == 1
