@@ -206,6 +206,16 @@ def artifact_runner(path: Path) -> Callable[[np.ndarray], np.ndarray]:
     return run
 
 
+def eager_runner(model: C3D) -> Callable[[np.ndarray], np.ndarray]:
+    """The eager PyTorch model as a clip batch -> logits function (the reference of every check)."""
+
+    def run(x: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return model(torch.from_numpy(x)).numpy()
+
+    return run
+
+
 def run_batched(fn: Callable[[np.ndarray], np.ndarray], clips: np.ndarray, batch: int = 8) -> np.ndarray:
     return np.concatenate([fn(clips[i : i + batch]) for i in range(0, len(clips), batch)]) if len(clips) else clips
 
@@ -354,10 +364,6 @@ def export_checkpoint(ckpt_path: str | Path, out_dir: str | Path = "export", *, 
     log(f"checking against {len(inputs.real)} real clips ({inputs.real_source}) and random clips at batch "
         f"{', '.join(map(str, RANDOM_BATCHES))}")
 
-    def eager(x: np.ndarray) -> np.ndarray:
-        with torch.no_grad():
-            return model(torch.from_numpy(x)).numpy()
-
     with tempfile.TemporaryDirectory(dir=out_dir, prefix=".export-") as staging:
         staging = Path(staging)
         fp32_onnx = None
@@ -370,7 +376,7 @@ def export_checkpoint(ckpt_path: str | Path, out_dir: str | Path = "export", *, 
                                  None if fmt == "torchscript" else opset)
             try:
                 fp32_onnx = _write(fmt, model, info, tmp, staging, fp32_onnx, opset, calib_set, calib_clips, report)
-                compare(result, eager, artifact_runner(tmp), inputs)
+                compare(result, eager_runner(model), artifact_runner(tmp), inputs)
             except C3DError:
                 raise
             except Exception as exc:  # an exporter or runtime failure: report it, never half-write
@@ -379,7 +385,7 @@ def export_checkpoint(ckpt_path: str | Path, out_dir: str | Path = "export", *, 
             if tmp.exists():
                 result.size_mb = round(tmp.stat().st_size / 2**20, 2)
             if result.status == "ok":
-                _publish(tmp, out_dir / name, staging, fmt)
+                _publish(tmp, out_dir / name)
             else:
                 (out_dir / name).unlink(missing_ok=True)  # never leave an older, unproven file under this name
             report.artifacts.append(result)
@@ -425,11 +431,11 @@ def calibration_clips(model: C3D, calib_set, n: int) -> np.ndarray:
     return synthetic_clips(n, Preprocessing.for_model(model.config))
 
 
-def _publish(tmp: Path, target: Path, staging: Path, fmt: str) -> None:
+def _publish(tmp: Path, target: Path) -> None:
+    """Copy a proven artifact from the staging folder into place atomically."""
     with atomic_path(target) as final_tmp:
         shutil.copyfile(tmp, final_tmp)
-    if fmt != "onnx":
-        tmp.unlink()
+    tmp.unlink()
 
 
 def _result_line(r: ArtifactResult) -> str:
@@ -497,13 +503,9 @@ def verify_artifact(artifact: str | Path, against: str | Path | None = None, *, 
     fmt = "torchscript" if info.fmt == "torchscript" else {"fp32": "onnx", "fp16": "onnx-fp16", "int8": "onnx-int8"}[info.precision]
     result = ArtifactResult(fmt, str(artifact), info.precision, size_mb=round(artifact.stat().st_size / 2**20, 2))
 
-    def eager(x: np.ndarray) -> np.ndarray:
-        with torch.no_grad():
-            return model(torch.from_numpy(x)).numpy()
-
     t0 = time.perf_counter()
     try:
-        compare(result, eager, artifact_runner(artifact), inputs)
+        compare(result, eager_runner(model), artifact_runner(artifact), inputs)
     except Exception as exc:
         result.status, result.reason = "FAILED", f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
     result.seconds = round(time.perf_counter() - t0, 2)
