@@ -74,15 +74,20 @@ def test_onnx_has_dynamic_batch_float32_io_and_passes_the_checker(exported, tiny
             np.testing.assert_allclose(got, ref, **tol)
 
 
-def test_onnx_runs_the_same_in_openvino(exported):
+@pytest.mark.parametrize("name,tol", [("c3d.onnx", 1e-3), ("c3d.fp16.onnx", 5e-2), ("c3d.int8.onnx", None)])
+def test_every_onnx_file_runs_in_openvino(exported, name, tol):
     ov = pytest.importorskip("openvino")
     out, _ = exported
+    if not (out / name).exists():
+        pytest.skip(f"{name} was refused by its equivalence check in this run")
     core = ov.Core()
     x = np.random.default_rng(0).uniform(-100, 150, (2, 3, 16, 32, 32)).astype(np.float32)
-    reference = ort.InferenceSession(str(out / "c3d.onnx"), providers=["CPUExecutionProvider"]).run(None, {"clip": x})[0]
-    compiled = core.compile_model(core.read_model(str(out / "c3d.onnx")), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    reference = ort.InferenceSession(str(out / name), providers=["CPUExecutionProvider"]).run(None, {"clip": x})[0]
+    compiled = core.compile_model(core.read_model(str(out / name)), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
     got = compiled(x)[compiled.output(0)]
-    np.testing.assert_allclose(got, reference, rtol=1e-3, atol=1e-4)
+    assert got.shape == reference.shape == (2, 9) and np.isfinite(got).all()
+    if tol is not None:  # int8 kernels differ between runtimes; fp32 and fp16 must agree closely
+        np.testing.assert_allclose(got, reference, rtol=tol, atol=tol)
 
 
 def test_verify_passes_then_fails_on_a_corrupted_artifact(exported, tmp_path):
