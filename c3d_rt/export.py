@@ -23,7 +23,7 @@ import torch
 
 from . import __version__
 from .artifacts import INPUT_NAME, OUTPUT_NAME, TS_EXTRA_FILE, ArtifactInfo, read_artifact_info
-from .checkpoint import Checkpoint, atomic_path, atomic_write_text, load_checkpoint
+from .checkpoint import Checkpoint, atomic_write_text, load_checkpoint
 from .config import Preprocessing
 from .data import DataError, VideoClipDataset, load_data_split
 from .errors import C3DError
@@ -432,10 +432,8 @@ def calibration_clips(model: C3D, calib_set, n: int) -> np.ndarray:
 
 
 def _publish(tmp: Path, target: Path) -> None:
-    """Copy a proven artifact from the staging folder into place atomically."""
-    with atomic_path(target) as final_tmp:
-        shutil.copyfile(tmp, final_tmp)
-    tmp.unlink()
+    """Move a proven artifact into place: staging sits inside the output folder, so this is one atomic rename."""
+    os.replace(tmp, target)
 
 
 def _result_line(r: ArtifactResult) -> str:
