@@ -22,6 +22,13 @@ class Device(str, Enum):
     cuda = "cuda"
 
 
+class Provider(str, Enum):
+    auto = "auto"
+    cuda = "cuda"
+    tensorrt = "tensorrt"
+    cpu = "cpu"
+
+
 class Recipe(str, Enum):
     auto = "auto"
     finetune = "finetune"
@@ -168,6 +175,36 @@ def verify(
         typer.secho(f"error: {artifact} does not compute what the checkpoint computes: {r.reason}",
                     fg=typer.colors.RED, err=True)
         raise typer.Exit(code=1)
+
+
+@app.command()
+def webcam(
+    model: Path = typer.Option(Path("export/c3d.onnx"), "--model", "-m", help="An exported c3d-rt ONNX file."),
+    source: str = typer.Option("0", "--source", "-s", help="Camera index (0), video file, URL (rtsp://, http://) "
+                                                           "or 'synthetic' / 'synthetic@FPS'."),
+    provider: Provider = typer.Option(Provider.auto, help="ONNX Runtime provider; auto takes CUDA when it loads."),
+    stride: int = typer.Option(1, min=1, help="Run the model every N sampled frames."),
+    smooth: int = typer.Option(1, min=1, help="Average the last N predictions."),
+    threshold: float = typer.Option(0.0, min=0.0, max=1.0, help="Show no label below this smoothed probability."),
+    topk: int = typer.Option(5, min=1, help="Labels per prediction in the log."),
+    show: bool = typer.Option(True, "--show/--no-show", help="Open a window (only where a display works)."),
+    output: Optional[Path] = typer.Option(None, help="Write the annotated video here (.mp4 or .avi)."),
+    log: Optional[Path] = typer.Option(None, "--log", help="One JSON line per prediction."),
+    max_frames: Optional[int] = typer.Option(None, min=1, help="Stop after this many frames."),
+    realtime: bool = typer.Option(False, "--realtime", help="Pace a file at its frame rate, like a camera."),
+    loop: bool = typer.Option(False, "--loop", help="Start a file again at its end."),
+    summary_json: Optional[Path] = typer.Option(None, "--summary-json", help="Write the latency summary here."),
+) -> None:
+    """Recognise actions live from a camera, file or stream, with glass-to-label latency figures."""
+    from .runtime import RunSettings, run_live
+
+    settings = RunSettings(stride=stride, smooth=smooth, threshold=threshold, topk=topk, max_frames=max_frames,
+                           show=show, output=output, log_path=log)
+    summary = run_live(model, source, settings, provider=provider.value, realtime=realtime, loop=loop,
+                       log=lambda m: typer.echo(m, err=True))
+    typer.echo(summary.format())
+    if summary_json:
+        _write_json(summary_json, summary.to_dict())
 
 
 @app.command()

@@ -71,26 +71,42 @@ def random_texture(rng: np.random.Generator, size: int) -> np.ndarray:
     return texture.astype(np.uint8)
 
 
+@dataclass(frozen=True)
+class CameraPath:
+    """How fast a virtual camera moves: drawn at random once per clip."""
+
+    speed: float  # pixels per frame (pan, tilt)
+    zoom_rate: float  # relative scale change per frame
+    turn_rate: float  # degrees per frame
+
+    @classmethod
+    def draw(cls, rng: np.random.Generator, width: int) -> "CameraPath":
+        scale_px = width / 171  # speeds are tuned at the reference resolution
+        return cls(rng.uniform(2.5, 5.0) * scale_px, rng.uniform(0.015, 0.03), rng.uniform(1.2, 2.5))
+
+
+def render_view(texture: np.ndarray, motion: tuple[float, float, float, float], path: CameraPath, tc: float,
+                width: int, height: int) -> np.ndarray:
+    """The camera's view at centred time ``tc`` (frames from the middle of the clip), BGR uint8."""
+    dx, dy, dz, dr = motion
+    half = texture.shape[0] / 2
+    scale = math.exp(dz * path.zoom_rate * tc)
+    matrix = cv2.getRotationMatrix2D((width / 2, height / 2), dr * path.turn_rate * tc, scale)
+    # content moves opposite to the camera
+    matrix[0, 2] += half - width / 2 - dx * path.speed * tc
+    matrix[1, 2] += half - height / 2 - dy * path.speed * tc
+    inverse = cv2.invertAffineTransform(matrix)
+    return cv2.warpAffine(texture, inverse, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+
+
 def camera_frames(texture: np.ndarray, motion: tuple[float, float, float, float], spec: SynthSpec,
                   rng: np.random.Generator) -> list[np.ndarray]:
     """Frames seen by a camera moving over ``texture`` with a random speed per clip."""
-    dx, dy, dz, dr = motion
-    scale_px = spec.width / 171  # speeds are tuned at the reference resolution
-    speed = rng.uniform(2.5, 5.0) * scale_px  # pixels per frame
-    zoom_rate = rng.uniform(0.015, 0.03)  # relative scale change per frame
-    turn_rate = rng.uniform(1.2, 2.5)  # degrees per frame
-    half = texture.shape[0] / 2
+    path = CameraPath.draw(rng, spec.width)
     frames = []
     for t in range(spec.frames):
         tc = t - spec.frames / 2  # centred time keeps the camera near the texture's middle
-        scale = math.exp(dz * zoom_rate * tc)
-        matrix = cv2.getRotationMatrix2D((spec.width / 2, spec.height / 2), dr * turn_rate * tc, scale)
-        # content moves opposite to the camera
-        matrix[0, 2] += half - spec.width / 2 - dx * speed * tc
-        matrix[1, 2] += half - spec.height / 2 - dy * speed * tc
-        inverse = cv2.invertAffineTransform(matrix)
-        frame = cv2.warpAffine(texture, inverse, (spec.width, spec.height), flags=cv2.INTER_LINEAR,
-                               borderMode=cv2.BORDER_REFLECT)
+        frame = render_view(texture, motion, path, tc, spec.width, spec.height)
         noise = rng.normal(0, 2, frame.shape)
         frames.append(np.clip(frame + noise, 0, 255).astype(np.uint8))
     return frames

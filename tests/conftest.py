@@ -57,3 +57,12 @@ def tiny_ckpt(tiny_data, tmp_path_factory) -> Path:
                       fc8_lr_mult=1.0)
     fit(tiny_data, run, model_config=TINY, prep=TINY_PREP, cfg=cfg, progress=False, log=lambda _m: None)
     return run / "last.pt"
+
+
+@pytest.fixture(scope="session")
+def tiny_export(tiny_ckpt, tmp_path_factory):
+    """(folder, report) of the tiny checkpoint exported in every format."""
+    from c3d_rt.export import export_checkpoint
+
+    out = tmp_path_factory.mktemp("export")
+    return out, export_checkpoint(tiny_ckpt, out, calib_clips=8, check_clips=20, log=lambda _m: None)

@@ -16,9 +16,8 @@ QUIET = dict(log=lambda _m: None)
 
 
 @pytest.fixture(scope="module")
-def exported(tiny_ckpt, tmp_path_factory):
-    out = tmp_path_factory.mktemp("export")
-    return out, export_checkpoint(tiny_ckpt, out, calib_clips=8, check_clips=20, **QUIET)
+def exported(tiny_export):
+    return tiny_export
 
 
 def test_fp32_and_fp16_artifacts_are_proven_and_written(exported):

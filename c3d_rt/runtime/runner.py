@@ -1,0 +1,327 @@
+"""The real-time recognizer: capture thread -> ring of preprocessed frames -> inference thread -> sinks.
+
+* The **capture thread** reads the source, stamps each frame, preprocesses every
+  ``frame_interval``-th one into the ring and offers the frame to the display
+  and video sinks through a small bounded queue.
+* The **inference thread** runs the model on the newest due window (see
+  :mod:`.ring`), then applies softmax, smoothing, the threshold and top-k, and
+  publishes the prediction with its latency broken down by stage.
+* The **main thread** draws and shows frames where a display exists, writes the
+  output video, and handles q/Esc and Ctrl-C. It is never on the path from
+  frame to prediction.
+
+Every buffer is bounded and latency percentiles live in fixed-size histograms,
+so memory stays flat however long the run.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections import deque
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ..errors import C3DError
+from .backends import OrtModel
+from .ring import FrameRing, Window
+from .sinks import Display, PredictionLog, VideoOutput, annotate, display_unavailable_reason
+from .sources import VideoSource
+from .stats import LatencyHistogram
+
+STAGES = ("preprocess", "wait", "inference", "postprocess", "glass_to_label", "overhead")
+STAGE_HELP = {
+    "preprocess": "resize, crop and normalise the window's newest frame",
+    "wait": "from the window being complete to the model taking it (incl. assembling it)",
+    "inference": "the model itself",
+    "postprocess": "softmax, smoothing, threshold, top-k",
+    "glass_to_label": "from reading the newest frame to publishing its prediction",
+    "overhead": "glass-to-label minus inference: what the runtime adds",
+}
+FRAME_QUEUE = 32  # frames waiting for the display/video sinks, at most
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    stride: int = 1  # run the model every N sampled frames
+    smooth: int = 1  # moving average over the last N predictions
+    threshold: float = 0.0  # below this smoothed probability the label is None
+    topk: int = 5
+    max_frames: int | None = None  # stop after this many frames read
+    show: bool = True  # open a window where a display exists
+    output: Path | None = None  # annotated video
+    log_path: Path | None = None  # one JSON line per prediction
+
+
+@dataclass
+class Prediction:
+    seq: int  # 0, 1, 2, ... in publishing order
+    frame_index: int  # the newest frame in the window
+    timestamp: float  # Unix time at which that frame was read
+    frame_indices: list[int]  # the window's frames, oldest first
+    topk: list[tuple[str, float]]  # this window's own probabilities
+    smoothed: list[tuple[str, float]]  # moving average over the last ``smooth`` windows
+    label: str | None  # smoothed top-1, or None below the threshold
+    score: float  # its smoothed probability
+    latency_ms: dict[str, float]
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["topk"] = [{"label": lb, "prob": p} for lb, p in self.topk]
+        d["smoothed"] = [{"label": lb, "prob": p} for lb, p in self.smoothed]
+        return d
+
+
+class PostProcessor:
+    """softmax -> moving average over the last ``smooth`` windows -> threshold -> top-k."""
+
+    def __init__(self, labels: list[str], smooth: int = 1, threshold: float = 0.0, topk: int = 5) -> None:
+        self.labels, self.threshold = labels, threshold
+        self.k = max(1, min(topk, len(labels)))
+        self.history: deque[np.ndarray] = deque(maxlen=max(1, smooth))
+
+    def __call__(self, logits: np.ndarray):
+        z = logits.astype(np.float64) - logits.max()
+        probs = np.exp(z) / np.exp(z).sum()
+        self.history.append(probs)
+        smoothed = np.mean(self.history, axis=0) if len(self.history) > 1 else probs
+        raw_top, smooth_top = self._top(probs), self._top(smoothed)
+        label, score = smooth_top[0]
+        return raw_top, smooth_top, (label if score >= self.threshold else None), score
+
+    def _top(self, probs: np.ndarray) -> list[tuple[str, float]]:
+        order = np.argsort(-probs, kind="stable")[: self.k]
+        return [(self.labels[i], float(probs[i])) for i in order]
+
+
+@dataclass
+class RunSummary:
+    model: str
+    provider: str
+    source: str
+    end_reason: str
+    duration_s: float
+    frames_read: int
+    capture_fps: float
+    frames_dropped: int | None  # frames the source lost because reading fell behind (None: unknowable)
+    windows_due: int
+    predictions: int
+    windows_dropped: int  # due windows skipped because the model was busy
+    predictions_per_s: float
+    sink_frames_dropped: int  # frames the display/video could not keep up with
+    latency_ms: dict[str, dict] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def format(self) -> str:
+        dropped = "unknown (a stream hides upstream drops)" if self.frames_dropped is None else self.frames_dropped
+        lines = [f"{self.predictions} predictions in {self.duration_s:.1f}s ({self.predictions_per_s:.1f}/s) from "
+                 f"{self.frames_read} frames at {self.capture_fps:.1f} fps; {self.end_reason}",
+                 f"capture frames dropped: {dropped}; windows dropped (model busy): {self.windows_dropped} of "
+                 f"{self.windows_due}; display/video frames dropped: {self.sink_frames_dropped}",
+                 f"{'latency (ms)':<16} {'p50':>8} {'p95':>8} {'p99':>8} {'max':>8}"]
+        for stage in STAGES:
+            s = self.latency_ms.get(stage, {})
+            cell = lambda k: f"{s[k]:8.2f}" if s.get(k) is not None else f"{'-':>8}"  # noqa: E731
+            lines.append(f"{stage:<16} {cell('p50_ms')} {cell('p95_ms')} {cell('p99_ms')} {cell('max_ms')}")
+        return "\n".join(lines)
+
+
+class LiveRecognizer:
+    """Runs a model on a source until the stream ends, ``max_frames`` is reached, q/Esc, or Ctrl-C."""
+
+    def __init__(self, model: OrtModel, source: VideoSource, settings: RunSettings = RunSettings(),
+                 log: Callable[[str], None] = print) -> None:
+        self.model, self.source, self.settings, self.log = model, source, settings, log
+        self.ring = FrameRing(model.info.preprocessing, settings.stride, wait_for_consumer=not source.live)
+        self.post = PostProcessor(model.info.labels, settings.smooth, settings.threshold, settings.topk)
+        self.latency = {stage: LatencyHistogram() for stage in STAGES}
+        self.latest: Prediction | None = None
+        self.predictions = 0
+        self.frames_read = 0
+        self.t_first: float | None = None
+        self.t_last: float | None = None
+        self.end_reason = ""
+        self.error: BaseException | None = None
+        self.stop = threading.Event()
+        self.sink_frames_dropped = 0
+        self.prediction_log = PredictionLog(settings.log_path) if settings.log_path else None
+        self.video = VideoOutput(settings.output, source.fps) if settings.output else None
+        self.display: Display | None = None
+        if settings.show:
+            reason = display_unavailable_reason()
+            if reason:
+                log(f"no window: {reason}; running headless")
+            else:
+                self.display = Display()
+        self.frames: queue.Queue = queue.Queue(maxsize=FRAME_QUEUE)
+        self.wants_frames = self.display is not None or self.video is not None
+        self.wall_offset = time.time() - time.perf_counter()
+
+    # --- threads -----------------------------------------------------------------------------------
+
+    def _capture_loop(self) -> None:
+        try:
+            while not self.stop.is_set():
+                if self.settings.max_frames and self.frames_read >= self.settings.max_frames:
+                    self.end_reason = f"--max-frames {self.settings.max_frames} reached"
+                    break
+                frame = self.source.read()
+                if frame is None:
+                    self.end_reason = self.source.end_reason or "end of stream"
+                    break
+                self.frames_read += 1
+                self.t_first = self.t_first if self.t_first is not None else frame.t_read
+                self.t_last = frame.t_read
+                self.ring.push(frame.image, frame.index, frame.t_read)
+                if self.wants_frames:
+                    self._offer(frame.image)
+        except BaseException as exc:  # surfaced by run() in the main thread
+            self.error = exc
+        finally:
+            self.ring.close()
+
+    def _offer(self, image: np.ndarray) -> None:
+        """Hand a frame to the sinks; a live source never waits for them (the oldest frame is dropped)."""
+        if not self.source.live:
+            while not self.stop.is_set():
+                try:
+                    return self.frames.put(image, timeout=0.1)
+                except queue.Full:
+                    continue
+            return
+        try:
+            self.frames.put_nowait(image)
+        except queue.Full:
+            try:
+                self.frames.get_nowait()
+                self.sink_frames_dropped += 1
+            except queue.Empty:
+                pass
+            self.frames.put_nowait(image)
+
+    def _inference_loop(self) -> None:
+        batch = np.empty((1, *self.model.input_shape), np.float32)  # (1, 3, T, c, c), reused
+        try:
+            while True:
+                window = self.ring.take(batch[0], timeout=0.2)
+                if window is None:
+                    if self.ring.closed or self.stop.is_set():
+                        break
+                    continue
+                t0 = time.perf_counter()
+                logits = self.model(batch)
+                t1 = time.perf_counter()
+                topk, smoothed, label, score = self.post(logits[0])
+                t2 = time.perf_counter()
+                self._publish(window, topk, smoothed, label, score, t0, t1, t2)
+        except BaseException as exc:
+            self.error = exc
+            self.stop.set()
+            self.ring.close()
+
+    def _publish(self, window: Window, topk, smoothed, label, score, t0: float, t1: float, t2: float) -> None:
+        g2l = (t2 - window.t_read_newest) * 1e3
+        latency = {"preprocess": window.preprocess_ms, "wait": (window.t_taken - window.t_ready) * 1e3,
+                   "inference": (t1 - t0) * 1e3, "postprocess": (t2 - t1) * 1e3, "glass_to_label": g2l,
+                   "overhead": g2l - (t1 - t0) * 1e3}
+        prediction = Prediction(self.predictions, window.frame_indices[-1], self.wall_offset + window.t_read_newest,
+                                window.frame_indices, topk, smoothed, label, score,
+                                {k: round(v, 4) for k, v in latency.items()})
+        self.latest = prediction
+        self.predictions += 1
+        for stage, ms in latency.items():
+            self.latency[stage].add(ms)
+        if self.prediction_log:
+            self.prediction_log.write(prediction)
+
+    # --- main thread -------------------------------------------------------------------------------
+
+    def run(self) -> RunSummary:
+        start = time.perf_counter()
+        workers = [threading.Thread(target=self._capture_loop, name="c3d-rt-capture", daemon=True),
+                   threading.Thread(target=self._inference_loop, name="c3d-rt-inference", daemon=True)]
+        for w in workers:
+            w.start()
+        try:
+            self._sink_loop(workers)
+        except KeyboardInterrupt:
+            self.end_reason = "interrupted (Ctrl-C)"
+        finally:
+            self.stop.set()
+            self.ring.close()
+            for w in workers:
+                w.join(timeout=5)
+            self._close_sinks()
+        if self.error is not None:
+            if isinstance(self.error, C3DError):
+                raise self.error
+            raise C3DError(f"the live run failed: {type(self.error).__name__}: {self.error}") from self.error
+        return self.summary(time.perf_counter() - start)
+
+    def _sink_loop(self, workers: list[threading.Thread]) -> None:
+        while any(w.is_alive() for w in workers) or not self.frames.empty():
+            if not self.wants_frames:
+                workers[1].join(timeout=0.1)
+                continue
+            try:
+                image = self.frames.get(timeout=0.05)
+            except queue.Empty:
+                continue
+            annotated = annotate(image, self.latest, self._status_line())
+            if self.video is not None:
+                self.video.write(annotated)
+            if self.display is not None and self.display.show(annotated):
+                self.end_reason = "stopped by the user (q/Esc)"
+                return
+
+    def _status_line(self) -> str:
+        fps = self._capture_fps()
+        p = self.latest
+        if p is None:
+            return f"{fps:.1f} fps  (filling the first window)"
+        return f"{fps:.1f} fps  infer {p.latency_ms['inference']:.0f} ms  glass-to-label {p.latency_ms['glass_to_label']:.0f} ms"
+
+    def _capture_fps(self) -> float:
+        if self.t_first is None or self.t_last is None or self.t_last <= self.t_first:
+            return 0.0
+        return (self.frames_read - 1) / (self.t_last - self.t_first)
+
+    def _close_sinks(self) -> None:
+        for sink in (self.prediction_log, self.video, self.display):
+            if sink is not None:
+                sink.close()
+
+    def summary(self, duration_s: float) -> RunSummary:
+        return RunSummary(
+            model=str(self.model.path), provider=self.model.provider, source=self.source.description,
+            end_reason=self.end_reason or "stopped", duration_s=round(duration_s, 3), frames_read=self.frames_read,
+            capture_fps=round(self._capture_fps(), 2), frames_dropped=self.source.frames_dropped,
+            windows_due=self.ring.windows_due, predictions=self.predictions, windows_dropped=self.ring.windows_dropped,
+            predictions_per_s=round(self.predictions / duration_s, 2) if duration_s > 0 else 0.0,
+            sink_frames_dropped=self.sink_frames_dropped,
+            latency_ms={stage: h.summary() for stage, h in self.latency.items()})
+
+
+def describe_model(model: OrtModel) -> str:
+    info, prep = model.info, model.info.preprocessing
+    return (f"{model.path} ({info.precision}, {len(info.labels)} classes, clips of {prep.clip_len} x "
+            f"{prep.crop_size}x{prep.crop_size}, every {prep.frame_interval} frame(s)) on {model.provider}")
+
+
+def run_live(model_path: str | Path, source_spec: str, settings: RunSettings = RunSettings(), *,
+             provider: str = "auto", realtime: bool = False, loop: bool = False,
+             log: Callable[[str], None] = print) -> RunSummary:
+    """Open the model and the source, run until the end, and return the summary (what ``c3d-rt webcam`` does)."""
+    from .sources import open_source
+
+    model = OrtModel(model_path, provider, spin=False)  # spinning threads would take the capture thread's core
+    log(f"model: {describe_model(model)}")
+    with open_source(source_spec, realtime=realtime, loop=loop) as source:
+        log(f"source: {source.description}; a prediction every {settings.stride} sampled frame(s)")
+        return LiveRecognizer(model, source, settings, log=log).run()

@@ -1,0 +1,130 @@
+"""Where predictions go: an OpenCV window (only where a display really works), a JSON-lines log, a video file."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import cv2
+import numpy as np
+
+from ..errors import C3DError
+
+if TYPE_CHECKING:
+    from .runner import Prediction
+
+WINDOW_TITLE = "c3d-rt"
+QUIT_KEYS = (ord("q"), ord("Q"), 27)  # q or Esc
+_PROBE = "import cv2; cv2.namedWindow('c3d-rt-probe'); cv2.waitKey(1); cv2.destroyAllWindows()"
+
+
+class SinkError(C3DError):
+    """An output that cannot be written."""
+
+
+def display_unavailable_reason() -> str:
+    """Empty when an OpenCV window can be opened here, else why not.
+
+    OpenCV's Qt and GTK back-ends abort the whole process when no display can be
+    reached, so the first window is opened in a child process; only if that
+    works does the recognizer open one itself.
+    """
+    if "GUI:                           NONE" in cv2.getBuildInformation():
+        return "this OpenCV has no GUI support (opencv-python-headless)"
+    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        return "no display (neither DISPLAY nor WAYLAND_DISPLAY is set)"
+    try:
+        probe = subprocess.run([sys.executable, "-c", _PROBE], capture_output=True, timeout=15)
+    except subprocess.TimeoutExpired:
+        return "opening a window did not finish within 15 s"
+    if probe.returncode != 0:
+        detail = probe.stderr.decode(errors="replace").strip().splitlines()
+        return f"opening a window failed ({detail[-1][:160] if detail else f'exit status {probe.returncode}'})"
+    return ""
+
+
+def annotate(image: np.ndarray, prediction: "Prediction | None", status: str) -> np.ndarray:
+    """A copy of ``image`` with the current label, its probability and a status line drawn on it."""
+    out = image.copy()
+    scale = max(0.4, out.shape[0] / 480)
+    thickness = max(1, round(scale * 2))
+    lines = []
+    if prediction is not None:
+        label = prediction.label if prediction.label is not None else "(below threshold)"
+        lines.append(f"{label}  {prediction.score:.0%}")
+    lines.append(status)
+    y = int(28 * scale)
+    for text in lines:
+        (w, h), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale * 0.7, thickness)
+        cv2.rectangle(out, (4, y - h - 6), (12 + w, y + 6), (0, 0, 0), -1)
+        cv2.putText(out, text, (8, y), cv2.FONT_HERSHEY_SIMPLEX, scale * 0.7, (255, 255, 255), thickness, cv2.LINE_AA)
+        y += int(h + 16 * scale)
+    return out
+
+
+class Display:
+    """An OpenCV window; ``show`` returns True when the user pressed q or Esc."""
+
+    def __init__(self) -> None:
+        cv2.namedWindow(WINDOW_TITLE, cv2.WINDOW_NORMAL)
+
+    def show(self, image: np.ndarray) -> bool:
+        cv2.imshow(WINDOW_TITLE, image)
+        return (cv2.waitKey(1) & 0xFF) in QUIT_KEYS
+
+    def close(self) -> None:
+        cv2.destroyAllWindows()
+
+
+class PredictionLog:
+    """One JSON object per prediction, flushed per line so a crash loses nothing already logged."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.file = self.path.open("w", encoding="utf-8")
+        except OSError as exc:
+            raise SinkError(f"--log {path}: cannot write there ({exc.strerror}).") from None
+
+    def write(self, prediction: "Prediction") -> None:
+        self.file.write(json.dumps(prediction.to_dict()) + "\n")
+        self.file.flush()
+
+    def close(self) -> None:
+        self.file.close()
+
+
+class VideoOutput:
+    """The annotated video (mp4v in .mp4, or MJPG in .avi), written under a temporary name and renamed at the end."""
+
+    def __init__(self, path: str | Path, fps: float) -> None:
+        self.path = Path(path)
+        self.fps = fps if fps > 0 else 25.0
+        self.tmp = self.path.with_name(f".{self.path.stem}.partial{self.path.suffix}")
+        self.fourcc = "MJPG" if self.path.suffix.lower() == ".avi" else "mp4v"
+        self.writer: cv2.VideoWriter | None = None
+        self.frames = 0
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise SinkError(f"--output {path}: cannot write there ({exc.strerror}).") from None
+
+    def write(self, image: np.ndarray) -> None:
+        if self.writer is None:
+            h, w = image.shape[:2]
+            self.writer = cv2.VideoWriter(str(self.tmp), cv2.VideoWriter_fourcc(*self.fourcc), self.fps, (w, h))
+            if not self.writer.isOpened():
+                raise SinkError(f"--output {self.path}: OpenCV cannot write {self.fourcc} video here; "
+                                "use a .mp4 or .avi name in a writable folder.")
+        self.writer.write(image)
+        self.frames += 1
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.release()
+            os.replace(self.tmp, self.path)
