@@ -208,6 +208,43 @@ def webcam(
 
 
 @app.command()
+def bench(
+    model: Path = typer.Option(Path("export"), "--model", "-m", help="The folder `c3d-rt export` wrote."),
+    backends: str = typer.Option("eager,torchscript,ort-cpu,ort-cuda,ort-tensorrt,openvino",
+                                 help="Comma-separated backends."),
+    precision: str = typer.Option("fp32,fp16,bf16,int8", help="Comma-separated precisions."),
+    batch: str = typer.Option("1,8", help="Comma-separated batch sizes."),
+    threads: Optional[int] = typer.Option(None, min=1, help="CPU threads per backend (default: every core)."),
+    warmup: int = typer.Option(3, min=0, help="Untimed calls first."),
+    iters: int = typer.Option(20, min=1, help="Timed calls per row."),
+    clips: int = typer.Option(32, min=1, help="Real clips for the agreement check."),
+    checkpoint: Optional[Path] = typer.Option(None, exists=True, dir_okay=False,
+                                              help="Eager reference (default: the source named in the artifacts)."),
+    e2e: bool = typer.Option(False, "--e2e", help="Also run the live pipeline on a paced synthetic camera."),
+    e2e_seconds: float = typer.Option(10.0, min=1.0, help="Length of each --e2e run."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the rows and the machine as JSON."),
+    markdown: Optional[Path] = typer.Option(None, help="Write a Markdown report."),
+    plot: Optional[Path] = typer.Option(None, help="Write a PNG of latency against batch size."),
+) -> None:
+    """Compare backends and precisions: latency percentiles, throughput, memory and agreement with eager fp32."""
+    from .bench import (BACKENDS, PRECISIONS, BenchSettings, format_table, parse_batches, parse_names, run_bench,
+                        save_outputs)
+
+    settings = BenchSettings(backends=parse_names(backends, BACKENDS, "backend"),
+                             precisions=parse_names(precision, PRECISIONS, "precision"), batches=parse_batches(batch),
+                             threads=threads, warmup=warmup, iters=iters, clips=clips, e2e=e2e,
+                             e2e_seconds=e2e_seconds)
+    report = run_bench(model, settings, checkpoint=checkpoint, log=lambda m: typer.echo(m, err=True))
+    typer.echo(format_table(report))
+    save_outputs(report, json_out, markdown, plot)
+    if report.failed:
+        names = ", ".join(sorted({f"{r.backend} {r.precision}" for r in report.failed}))
+        typer.secho(f"error: {names} did not compute what the eager fp32 model computes (see the table)",
+                    fg=typer.colors.RED, err=True)
+        raise typer.Exit(code=1)
+
+
+@app.command()
 def demo(
     out: Path = typer.Option(Path("runs/demo"), "--out", "-o", help="Folder for the data, run and exports."),
     quick: bool = typer.Option(False, "--quick", help="A much smaller run (for smoke tests): not accurate."),
