@@ -1,4 +1,7 @@
 import json
+import os
+import subprocess
+import sys
 
 from typer.testing import CliRunner
 
@@ -74,3 +77,15 @@ def test_synth_prepare_train_through_the_cli(tmp_path):
                                      "--width", "0.0625", "--crop-size", "32", "--workers", "0", "--batch-size", "4"])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "run" / "best.pt").is_file() and (tmp_path / "run" / "last.pt").is_file()
+
+
+def test_quick_demo_runs_every_stage(tmp_path):
+    run = subprocess.run([sys.executable, "-m", "c3d_rt.cli", "demo", "--quick", "--out", str(tmp_path)],
+                         capture_output=True, text=True, timeout=600, env={**os.environ, "DISPLAY": ""})
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    out = run.stdout
+    for stage in ("[1/5]", "[2/5]", "[3/5]", "[4/5]", "[5/5]", "demo finished"):
+        assert stage in out
+    assert "running headless" in out and "glass_to_label" in out  # the live run and its latency summary
+    assert "ort-cpu" in out and "batch-1 ratios" in out  # the backend comparison
+    assert (tmp_path / "export" / "c3d.onnx").is_file()
