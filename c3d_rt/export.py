@@ -172,13 +172,27 @@ class _ClipReader:
         return None if clip is None else {INPUT_NAME: clip[None]}
 
 
+def classifier_nodes(onnx_path: Path) -> list[str]:
+    """The node that computes the logits (fc8): it stays in float.
+
+    Quantising the last layer flips top-1 on clips where two classes are close:
+    on a partly trained full-size C3D, 94.4% top-1 agreement with it quantised,
+    100% without (72 held-out clips). Its share of the work is negligible:
+    4096 x classes multiply-adds of C3D's 38.5 G.
+    """
+    import onnx
+
+    graph = onnx.load(str(onnx_path), load_external_data=False).graph
+    return [n.name for n in graph.node if OUTPUT_NAME in n.output and n.op_type in ("Gemm", "MatMul")]
+
+
 def write_onnx_int8(fp32_path: Path, info: ArtifactInfo, path: Path, calib_clips: np.ndarray) -> None:
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     quantize_static(str(fp32_path), str(path), _ClipReader(calib_clips), quant_format=QuantFormat.QDQ,
                     per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                    calibrate_method=CalibrationMethod.MinMax)
+                    calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=classifier_nodes(fp32_path))
     proto = onnx.load(str(path))
     _set_metadata(proto, info)
     onnx.checker.check_model(proto)

@@ -41,6 +41,9 @@ def test_int8_is_written_only_when_it_passes(exported):
     if int8.status == "ok":
         model = onnx.load(str(out / "c3d.int8.onnx"))
         assert any(n.op_type == "QuantizeLinear" for n in model.graph.node)  # QDQ format
+        fc8 = next(n for n in model.graph.node if "logits" in n.output)
+        producers = {o: n.op_type for n in model.graph.node for o in n.output}
+        assert fc8.op_type == "Gemm" and producers.get(fc8.input[1]) != "DequantizeLinear"  # fc8 stays float
 
 
 def test_metadata_describes_the_model(exported, tiny_ckpt):
