@@ -596,3 +596,12 @@ def parse_batches(text: str) -> tuple[int, ...]:
     if not batches or batches[0] < 1:
         raise BenchError(f"--batch {text!r}: expected positive batch sizes, comma-separated (e.g. 1,8,32)")
     return batches
+
+
+def device_slug(machine: dict[str, Any] | None = None) -> str:
+    """A file-name-safe name of the machine: the GPU if there is one, else the CPU and its core count."""
+    import re
+
+    m = machine or bench_machine()
+    name = m.get("gpu") or f"{m.get('cpu', 'cpu')}-{m.get('cores')}c"
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
