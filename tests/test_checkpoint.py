@@ -67,6 +67,15 @@ def test_wrong_width_pretrained_weights_are_refused(tmp_path):
         init_from_pretrained(C3D(ModelConfig(num_classes=4, width=0.0625)), load_checkpoint(path))
 
 
+def test_atomic_save_gives_the_usual_file_mode(tmp_path):
+    import os
+
+    atomic_save({"a": torch.ones(1)}, tmp_path / "w.pt")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (tmp_path / "w.pt").stat().st_mode & 0o777 == 0o666 & ~mask
+
+
 def test_atomic_save_keeps_the_old_file_on_failure(tmp_path):
     target = tmp_path / "last.pt"
     atomic_save({"a": torch.ones(1)}, target)
