@@ -387,6 +387,7 @@ def bench_machine() -> dict[str, Any]:
         info["openvino"] = ov.__version__
     except ImportError:
         info["openvino"] = None
+    info.setdefault("gpu", None)
     info["gpu_driver"] = _nvidia_driver()
     return info
 
@@ -514,7 +515,7 @@ def format_table(report: BenchReport) -> str:
 def format_markdown(report: BenchReport) -> str:
     m = report.machine
     head = (f"# c3d-rt bench: {report.model_dir}\n\n"
-            f"- machine: {m.get('cpu')} ({m.get('cores')} cores), GPU {m.get('gpu', 'none')}, "
+            f"- machine: {m.get('cpu')} ({m.get('cores')} cores), GPU {m.get('gpu') or 'none'}, "
             f"driver {m.get('gpu_driver') or 'none'}\n"
             f"- versions: python {m.get('python')}, torch {m.get('torch')}, onnxruntime {m.get('onnxruntime')}, "
             f"openvino {m.get('openvino')}, c3d-rt {m.get('c3d_rt')}; date {m.get('date')}\n"
