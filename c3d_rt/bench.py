@@ -25,7 +25,9 @@ import numpy as np
 
 from .artifacts import ArtifactInfo, read_artifact_info
 from .errors import C3DError
-from .export import FORMATS, machine_info, softmax
+from .checkpoint import Checkpoint, load_checkpoint
+from .export import FORMATS, eager_runner, machine_info, run_batched
+from .transforms import softmax
 from .runtime.stats import percentiles
 
 # backend -> the precisions it has at all (a missing one is not a row; one it cannot run *here* is, with why)
@@ -139,13 +141,11 @@ def _torch_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def load_eager(checkpoint: Path | None, precision: str, threads: int | None) -> tuple[Runner, str]:
+def load_eager(checkpoint: Checkpoint | None, precision: str, threads: int | None) -> tuple[Runner, str]:
     import torch
 
-    from .checkpoint import load_checkpoint
-
-    if checkpoint is None or not checkpoint.is_file():
-        raise Unavailable(f"source checkpoint {checkpoint} not found; pass --checkpoint")
+    if checkpoint is None:
+        raise Unavailable("the source checkpoint named in the artifacts was not found; pass --checkpoint")
     device = _torch_device()
     if precision == "fp16" and device == "cpu":
         raise Unavailable("fp16 convolutions are not a CPU path in PyTorch (use bf16)")
@@ -153,7 +153,7 @@ def load_eager(checkpoint: Path | None, precision: str, threads: int | None) -> 
         raise Unavailable("this CPU has no native bf16 (AVX-512 BF16 or AMX); emulated bf16 is slower than fp32")
     if threads:
         torch.set_num_threads(threads)
-    model = load_checkpoint(checkpoint).build_model().to(device).eval()
+    model = checkpoint.build_model().to(device)
     return _torch_runner(model, device, precision), device
 
 
@@ -209,12 +209,12 @@ def artifact_for(model_dir: Path, backend: str, precision: str) -> Path:
     return model_dir / ARTIFACT[precision]
 
 
-def load_backend(backend: str, precision: str, model_dir: Path, checkpoint: Path | None,
+def load_backend(backend: str, precision: str, model_dir: Path, checkpoint: Checkpoint | None,
                  threads: int | None) -> tuple[Runner, str, Path | None]:
     """(run function, device, artifact file) of one backend at one precision, or raise Unavailable."""
     if backend == "eager":
         run, device = load_eager(checkpoint, precision, threads)
-        return run, device, checkpoint
+        return run, device, checkpoint.path
     path = artifact_for(model_dir, backend, precision)
     if not path.is_file():
         raise Unavailable(f"{path.name} not found in {model_dir} (export it with `c3d-rt export`)")
@@ -271,8 +271,8 @@ def time_calls(run: Runner, x: np.ndarray, warmup: int, iters: int) -> list[floa
     return samples
 
 
-def agreement(run: Runner, clips: np.ndarray, reference: np.ndarray, batch: int = 8) -> dict[str, float]:
-    got = np.concatenate([run(clips[i : i + batch]) for i in range(0, len(clips), batch)])
+def agreement(run: Runner, clips: np.ndarray, reference: np.ndarray) -> dict[str, float]:
+    got = run_batched(run, clips)
     return {"max_abs_err": float(np.abs(got - reference).max()),
             "max_prob_err": float(np.abs(softmax(got) - softmax(reference)).max()),
             "top1_agreement": float((got.argmax(1) == reference.argmax(1)).mean())}
@@ -280,8 +280,6 @@ def agreement(run: Runner, clips: np.ndarray, reference: np.ndarray, batch: int 
 
 def judge(row: Row) -> None:
     """Mark a row FAILED when it does not compute what the eager fp32 model computes."""
-    if row.top1_agreement is None:
-        return
     if not np.isfinite(row.max_abs_err):
         row.status, row.reason = "FAILED", "non-finite outputs"
     elif row.top1_agreement < MIN_TOP1_AGREEMENT:
@@ -298,7 +296,7 @@ def batch_of(clips: np.ndarray, batch: int) -> np.ndarray:
     return np.ascontiguousarray(np.concatenate([clips] * reps)[:batch])
 
 
-def bench_backend(backend: str, precision: str, model_dir: Path, checkpoint: Path | None, clips: np.ndarray,
+def bench_backend(backend: str, precision: str, model_dir: Path, checkpoint: Checkpoint | None, clips: np.ndarray,
                   reference: np.ndarray, s: BenchSettings) -> list[Row]:
     """All batch sizes of one backend at one precision (one load, one agreement check)."""
     rows = [Row(backend, precision, b) for b in s.batches]
@@ -345,38 +343,26 @@ def find_reference(model_dir: Path, checkpoint: Path | None) -> tuple[ArtifactIn
     return info, checkpoint or (Path(info.source_path) if info.source_path else None)
 
 
-def agreement_clips(info: ArtifactInfo, checkpoint: Path | None, n: int) -> tuple[np.ndarray, str]:
+def agreement_clips(info: ArtifactInfo, checkpoint: Checkpoint | None, n: int) -> tuple[np.ndarray, str]:
     """Real held-out clips of the checkpoint's data set; synthetic motion clips when it has none here."""
+    from .export import data_sets_for, real_clips
     from .synth import synthetic_clips
 
-    if checkpoint is not None and checkpoint.is_file():
-        from .checkpoint import load_checkpoint
-        from .export import data_sets_for, real_clips
-
-        ckpt = load_checkpoint(checkpoint)
-        calib_set, held_out = data_sets_for(ckpt, info.preprocessing, None)
+    if checkpoint is not None:
+        calib_set, held_out = data_sets_for(checkpoint, info.preprocessing, None)
         clips, _ = real_clips(held_out if held_out is not None else calib_set, n)
         if len(clips):
             return clips, "held-out split" if held_out is not None else "training split"
     return synthetic_clips(n, info.preprocessing), "synthetic motion clips (no data set found)"
 
 
-def reference_logits(checkpoint: Path | None, model_dir: Path, clips: np.ndarray) -> tuple[np.ndarray, str]:
-    """Eager fp32 on the CPU is the reference; without the checkpoint, ONNX Runtime CPU fp32 stands in."""
-    try:
-        run, _ = load_eager(checkpoint, "fp32", None)
-        import torch
-
-        if _torch_device() == "cuda":  # the reference is computed on the CPU in fp32, without TF32
-            from .checkpoint import load_checkpoint
-
-            run = _torch_runner(load_checkpoint(checkpoint).build_model().eval(), "cpu", "fp32")
-        del torch
-        name = "eager fp32 (CPU)"
-    except Unavailable as exc:
-        run, _ = load_ort(model_dir / ARTIFACT["fp32"], "cpu", None)
-        name = f"ONNX Runtime CPU fp32 ({exc})"
-    return np.concatenate([run(clips[i : i + 8]) for i in range(0, len(clips), 8)]), name
+def reference_logits(checkpoint: Checkpoint | None, model_dir: Path, clips: np.ndarray) -> tuple[np.ndarray, str]:
+    """Eager fp32 on the CPU (no TF32, whatever the GPU) is the reference; without the checkpoint, ONNX Runtime
+    CPU fp32 stands in."""
+    if checkpoint is not None:
+        return run_batched(eager_runner(checkpoint.build_model()), clips), "eager fp32 (CPU)"
+    run, _ = load_ort(model_dir / ARTIFACT["fp32"], "cpu", None)
+    return run_batched(run, clips), "ONNX Runtime CPU fp32 (the source checkpoint was not found; pass --checkpoint)"
 
 
 def bench_machine() -> dict[str, Any]:
@@ -410,7 +396,8 @@ def run_bench(model_dir: str | Path = "export", settings: BenchSettings = BenchS
     if unknown:
         raise BenchError(f"unknown backend or precision {', '.join(unknown)}; backends: {', '.join(BACKENDS)}; "
                          f"precisions: {', '.join(PRECISIONS)}")
-    info, ckpt = find_reference(model_dir, Path(checkpoint) if checkpoint else None)
+    info, ckpt_path = find_reference(model_dir, Path(checkpoint) if checkpoint else None)
+    ckpt = load_checkpoint(ckpt_path) if ckpt_path is not None and ckpt_path.is_file() else None  # loaded once
     clips, clips_source = agreement_clips(info, ckpt, settings.clips)
     reference, reference_name = reference_logits(ckpt, model_dir, clips)
     report = BenchReport(str(model_dir), reference_name, clips_source, asdict(settings), bench_machine())

@@ -28,6 +28,7 @@ from .config import Preprocessing
 from .data import DataError, VideoClipDataset, load_data_split
 from .errors import C3DError
 from .model import C3D
+from .transforms import softmax
 
 FORMATS = {  # name -> (file name, precision)
     "torchscript": ("c3d.ts", "fp32"),
@@ -232,12 +233,6 @@ def eager_runner(model: C3D) -> Callable[[np.ndarray], np.ndarray]:
 
 def run_batched(fn: Callable[[np.ndarray], np.ndarray], clips: np.ndarray, batch: int = 8) -> np.ndarray:
     return np.concatenate([fn(clips[i : i + batch]) for i in range(0, len(clips), batch)]) if len(clips) else clips
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits - logits.max(axis=-1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=-1, keepdims=True)
 
 
 # --- the proof ----------------------------------------------------------------------------------

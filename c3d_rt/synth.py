@@ -71,6 +71,11 @@ def random_texture(rng: np.random.Generator, size: int) -> np.ndarray:
     return texture.astype(np.uint8)
 
 
+def view_texture(rng: np.random.Generator, width: int, height: int) -> np.ndarray:
+    """A random texture large enough that a width x height view stays inside it while it pans, zooms and turns."""
+    return random_texture(rng, int(2.2 * math.hypot(width, height)))
+
+
 @dataclass(frozen=True)
 class CameraPath:
     """How fast a virtual camera moves: drawn at random once per clip."""
@@ -134,8 +139,7 @@ def make_clip(root: Path, spec: SynthSpec, cls: str, index: int) -> str:
     target = root / rel
     if not target.exists():
         rng = np.random.default_rng([spec.seed, spec.classes.index(cls), index])
-        texture_size = int(2.2 * math.hypot(spec.width, spec.height))
-        frames = camera_frames(random_texture(rng, texture_size), MOTIONS[cls], spec, rng)
+        frames = camera_frames(view_texture(rng, spec.width, spec.height), MOTIONS[cls], spec, rng)
         write_video(target, frames)
     return rel
 
@@ -170,7 +174,7 @@ def synthetic_clips(n: int, prep, seed: int = 99) -> np.ndarray:
     clips = []
     for i in range(n):
         rng = np.random.default_rng([seed, i])
-        texture = random_texture(rng, int(2.2 * math.hypot(w, h)))
+        texture = view_texture(rng, w, h)
         frames = camera_frames(texture, MOTIONS[names[i % len(names)]], spec, rng)[:: prep.frame_interval]
         clips.append(preprocess_clip(frames, prep))
     return np.stack(clips)

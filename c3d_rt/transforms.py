@@ -75,6 +75,13 @@ def random_crop_origin(prep: Preprocessing, rng: np.random.Generator) -> tuple[i
     return int(rng.integers(0, h - prep.crop_size + 1)), int(rng.integers(0, w - prep.crop_size + 1))
 
 
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Class probabilities from logits along the last axis (the network's output end of the contract)."""
+    z = logits - logits.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
 def denormalize_frame(chw: np.ndarray, prep: Preprocessing) -> np.ndarray:
     """Inverse of the mean subtraction, back to a displayable BGR uint8 ``(c, c, 3)``."""
     mean = np.asarray(prep.mean_bgr, dtype=np.float32).reshape(3, 1, 1)

@@ -41,7 +41,7 @@ def cuda_driver_present() -> bool:
     return False
 
 
-def provider_chain(provider: str, cuda_graph: bool = False, tensorrt_cache: str | None = None) -> list:
+def provider_chain(provider: str) -> list:
     """ORT's provider list for ``provider`` (auto, cpu, cuda, tensorrt), the CPU always last as the fallback."""
     import onnxruntime as ort
 
@@ -53,14 +53,13 @@ def provider_chain(provider: str, cuda_graph: bool = False, tensorrt_cache: str 
     if PROVIDER_NAMES[provider] not in available:
         raise BackendError(f"ONNX Runtime {ort.__version__} here has no {PROVIDER_NAMES[provider]} (it has "
                            f"{', '.join(available)}). Install onnxruntime-gpu for cuda/tensorrt, or pass --provider cpu.")
-    cuda_options = {"enable_cuda_graph": "1"} if cuda_graph else {}
     chain: list = []
     if provider == "tensorrt":
         trt_options = {"trt_fp16_enable": "1", "trt_engine_cache_enable": "1",
-                       "trt_engine_cache_path": tensorrt_cache or str(Path.home() / ".cache" / "c3d-rt" / "trt")}
+                       "trt_engine_cache_path": str(Path.home() / ".cache" / "c3d-rt" / "trt")}
         chain.append(("TensorrtExecutionProvider", trt_options))
     if provider in ("cuda", "tensorrt"):
-        chain.append(("CUDAExecutionProvider", cuda_options))
+        chain.append("CUDAExecutionProvider")
     return chain + ["CPUExecutionProvider"]
 
 
@@ -82,12 +81,12 @@ class OrtModel:
     """
 
     def __init__(self, path: str | Path, provider: str = "auto", *, threads: int | None = None,
-                 spin: bool = True, cuda_graph: bool = False) -> None:
+                 spin: bool = True) -> None:
         import onnxruntime as ort
 
         self.path = Path(path)
         self.info: ArtifactInfo = read_onnx_info(self.path)
-        chain = provider_chain(provider, cuda_graph)
+        chain = provider_chain(provider)
         if any(name != "CPUExecutionProvider" for name in map(_name, chain)):
             _preload_cuda_libraries()
         options = ort.SessionOptions()
@@ -140,7 +139,7 @@ class OrtModel:
         return device_out.numpy()
 
     def _binding(self, batch: int):
-        """Device buffers for a batch size, allocated once and reused (fixed addresses, as CUDA graphs need)."""
+        """Device buffers for a batch size, allocated once and reused by every call at that size."""
         import onnxruntime as ort
 
         if batch not in self._bindings:

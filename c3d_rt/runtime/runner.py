@@ -27,6 +27,7 @@ from typing import Callable
 import numpy as np
 
 from ..errors import C3DError
+from ..transforms import softmax
 from .backends import OrtModel
 from .ring import FrameRing, Window
 from .sinks import Display, PredictionLog, VideoOutput, annotate, display_unavailable_reason
@@ -85,8 +86,7 @@ class PostProcessor:
         self.history: deque[np.ndarray] = deque(maxlen=max(1, smooth))
 
     def __call__(self, logits: np.ndarray):
-        z = logits.astype(np.float64) - logits.max()
-        probs = np.exp(z) / np.exp(z).sum()
+        probs = softmax(logits.astype(np.float64))
         self.history.append(probs)
         smoothed = np.mean(self.history, axis=0) if len(self.history) > 1 else probs
         raw_top, smooth_top = self._top(probs), self._top(smoothed)
@@ -137,7 +137,7 @@ class LiveRecognizer:
 
     def __init__(self, model: OrtModel, source: VideoSource, settings: RunSettings = RunSettings(),
                  log: Callable[[str], None] = print) -> None:
-        self.model, self.source, self.settings, self.log = model, source, settings, log
+        self.model, self.source, self.settings = model, source, settings
         self.ring = FrameRing(model.info.preprocessing, settings.stride, wait_for_consumer=not source.live)
         self.post = PostProcessor(model.info.labels, settings.smooth, settings.threshold, settings.topk)
         self.latency = {stage: LatencyHistogram() for stage in STAGES}

@@ -90,13 +90,12 @@ class CaptureSource(VideoSource):
     def __init__(self, target: int | str, description: str, *, live: bool, reconnect: bool,
                  realtime: bool = False, loop: bool = False) -> None:
         self.target, self.description = target, description
-        self.live, self.reconnect, self.realtime, self.loop = live, reconnect, realtime, loop
+        self.live, self.reconnect, self.loop = live, reconnect, loop
         self.next_index = 0
         self.capture = self._open()
         if self.capture is None:
             raise SourceError(self._open_failure())
         self.fps = float(self.capture.get(cv2.CAP_PROP_FPS) or 0.0)
-        self.size = (int(self.capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(self.capture.get(cv2.CAP_PROP_FRAME_HEIGHT)))
         self.pacer = _Pacer(self.fps or 25.0) if realtime else None
         self.frames_dropped = 0 if (realtime or isinstance(target, int)) else None
         self.last_read: float | None = None
@@ -201,37 +200,29 @@ class SyntheticSource(VideoSource):
 
     def __init__(self, fps: float = DEFAULT_SYNTHETIC_FPS, size: tuple[int, int] = (320, 240), seed: int = 0,
                  segment_frames: int = 64) -> None:
-        from ..synth import MOTIONS, CameraPath, random_texture
+        from ..synth import MOTIONS, CameraPath, render_view, view_texture
 
         if fps <= 0:
             raise SourceError(f"synthetic source: frame rate must be > 0, got {fps:g}")
         self.fps, self.size, self.segment_frames = fps, size, segment_frames
         self.description = f"synthetic camera ({size[0]}x{size[1]} at {fps:g} fps)"
         rng = np.random.default_rng(seed)
-        self.texture = random_texture(rng, int(2.2 * np.hypot(*size)))
-        self.motions = list(MOTIONS.items())
+        self.texture = view_texture(rng, *size)
+        self.render = render_view
+        self.motions = list(MOTIONS.values())
         self.path = CameraPath.draw(rng, size[0])
         self.pacer = _Pacer(fps)
         self.next_index = 0
         self.frames_dropped = 0
 
-    def motion_at(self, index: int) -> str:
-        """The class name of the motion shown at frame ``index``."""
-        return self._motion(index)[0]
-
-    def _motion(self, index: int) -> tuple[str, tuple[float, float, float, float]]:
-        return self.motions[(index // self.segment_frames) % len(self.motions)]
-
     def read(self) -> Frame | None:
-        from ..synth import render_view
-
         late = self.pacer.wait_for(self.next_index)
         self.next_index += late
         self.frames_dropped += late
         index = self.next_index
-        motion = self._motion(index)[1]
+        motion = self.motions[(index // self.segment_frames) % len(self.motions)]
         tc = index % self.segment_frames - self.segment_frames / 2
-        image = render_view(self.texture, motion, self.path, tc, *self.size)
+        image = self.render(self.texture, motion, self.path, tc, *self.size)
         self.next_index += 1
         return Frame(index, image, time.perf_counter())
 
