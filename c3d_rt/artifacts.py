@@ -94,21 +94,35 @@ def read_onnx_info(path: str | Path) -> ArtifactInfo:
     return ArtifactInfo.from_metadata({p.key: p.value for p in model.metadata_props}, str(path))
 
 
-def read_torchscript_info(path: str | Path) -> ArtifactInfo:
+def load_torchscript(path: str | Path):
+    """(module, metadata) of a TorchScript artifact, from one load."""
     import torch
 
     path = Path(path)
+    if not path.is_file():
+        raise ArtifactError(f"{path}: no such model file. Export one with `c3d-rt export CKPT --out DIR`.")
     extra = {TS_EXTRA_FILE: ""}
     try:
-        torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
+        module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
     except Exception as exc:
         raise ArtifactError(f"{path}: not a loadable TorchScript file ({type(exc).__name__}: {str(exc)[:200]}).") from None
     if not extra[TS_EXTRA_FILE]:
         raise ArtifactError(f"{path}: has no {TS_EXTRA_FILE} extra file; export it with `c3d-rt export`.")
-    return ArtifactInfo.from_metadata(json.loads(extra[TS_EXTRA_FILE]), str(path))
+    return module, ArtifactInfo.from_metadata(json.loads(extra[TS_EXTRA_FILE]), str(path))
+
+
+def read_torchscript_info(path: str | Path) -> ArtifactInfo:
+    return load_torchscript(path)[1]
 
 
 def read_artifact_info(path: str | Path) -> ArtifactInfo:
-    """Metadata of an ``.onnx`` or TorchScript (``.ts``/``.pt``) artifact."""
+    """Metadata of an ``.onnx``, OpenVINO IR (``.xml``) or TorchScript (``.ts``) artifact."""
     path = Path(path)
-    return read_onnx_info(path) if path.suffix == ".onnx" else read_torchscript_info(path)
+    suffix = path.suffix.lower()
+    if suffix == ".onnx":
+        return read_onnx_info(path)
+    if suffix == ".xml":
+        from .openvino_ir import read_openvino_info
+
+        return read_openvino_info(path)
+    return read_torchscript_info(path)

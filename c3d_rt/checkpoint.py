@@ -10,17 +10,16 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import tempfile
 from collections.abc import Callable
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 
 from .config import ModelConfig, Preprocessing
 from .errors import C3DError
+from .fileio import atomic_path, atomic_write_text  # noqa: F401  (re-exported: callers import them from here)
 from .model import C3D, CONV_LAYERS
 
 FORMAT = "c3d-rt/1"
@@ -73,42 +72,9 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-@contextmanager
-def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``target``; rename it over ``target`` on success.
-
-    On any exception the temporary file is removed and ``target`` is untouched.
-    """
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    try:
-        yield tmp_path
-        os.chmod(tmp_path, 0o666 & ~_UMASK)  # mkstemp makes it 0600; a saved file gets the usual mode
-        os.replace(tmp_path, target)
-    finally:
-        tmp_path.unlink(missing_ok=True)
-
-
-def _read_umask() -> int:
-    mask = os.umask(0)  # the only way to read it; done once, at import, before any thread starts
-    os.umask(mask)
-    return mask
-
-
-_UMASK = _read_umask()
-
-
 def atomic_save(obj: Any, target: str | os.PathLike) -> None:
     with atomic_path(target) as tmp:
         torch.save(obj, tmp)
-
-
-def atomic_write_text(text: str, target: str | os.PathLike) -> None:
-    with atomic_path(target) as tmp:
-        tmp.write_text(text)
 
 
 def _strip_prefixes(state: dict[str, Any]) -> dict[str, Any]:

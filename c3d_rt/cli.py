@@ -10,6 +10,7 @@ from typing import Optional
 
 import typer
 
+from .engines.registry import ENGINES, PRECISIONS
 from .errors import C3DError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -22,11 +23,8 @@ class Device(str, Enum):
     cuda = "cuda"
 
 
-class Provider(str, Enum):
-    auto = "auto"
-    cuda = "cuda"
-    tensorrt = "tensorrt"
-    cpu = "cpu"
+EngineName = Enum("EngineName", {n: n for n in ("auto", *ENGINES)}, type=str)  # choices from the one registry
+PrecisionName = Enum("PrecisionName", {n: n for n in ("auto", *PRECISIONS)}, type=str)
 
 
 class Recipe(str, Enum):
@@ -135,17 +133,19 @@ def eval_(
 def export(
     ckpt: Path = typer.Argument(..., help="Checkpoint: c3d-rt's, the reference trainer's, or a Sports-1M state dict."),
     out: Path = typer.Option(Path("export"), "--out", "-o", help="Output folder."),
-    formats: str = typer.Option("torchscript,onnx,onnx-fp16,onnx-int8", help="Comma-separated formats."),
+    formats: Optional[str] = typer.Option(None, help="Comma-separated formats: torchscript, onnx, onnx-fp16, "
+                                                     "onnx-int8, openvino, openvino-int8 (default: all whose tools "
+                                                     "are installed; the OpenVINO ones need the openvino extra)."),
     opset: int = typer.Option(18, min=17, max=23, help="ONNX opset."),
     calib: Optional[Path] = typer.Option(None, help="Data folder for int8 calibration and the accuracy check "
                                                     "(default: the checkpoint's own split)."),
     labels: Optional[Path] = typer.Option(None, exists=True, dir_okay=False, help="Class names, one per line."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also copy the report here."),
 ) -> None:
-    """Write TorchScript and ONNX (fp32, fp16, int8), each proven equivalent to the checkpoint."""
+    """Write TorchScript, ONNX (fp32, fp16, int8) and OpenVINO IR (fp32, NNCF int8), each proven equivalent."""
     from .export import export_checkpoint, format_report_table, parse_formats
 
-    report = export_checkpoint(ckpt, out, formats=parse_formats(formats), opset=opset, calib=calib,
+    report = export_checkpoint(ckpt, out, formats=parse_formats(formats) if formats else None, opset=opset, calib=calib,
                                labels_file=labels, log=lambda m: typer.echo(m, err=True))
     typer.echo(format_report_table(report))
     if json_out:
@@ -159,7 +159,7 @@ def export(
 
 @app.command()
 def verify(
-    artifact: Path = typer.Argument(..., help="An exported .onnx or .ts file."),
+    artifact: Path = typer.Argument(..., help="An exported .onnx, .ts or OpenVINO .xml file."),
     against: Optional[Path] = typer.Option(None, exists=True, dir_okay=False,
                                            help="Checkpoint to compare with (default: the source named in the file)."),
     calib: Optional[Path] = typer.Option(None, help="Data folder for real clips (default: the checkpoint's split)."),
@@ -179,10 +179,14 @@ def verify(
 
 @app.command()
 def webcam(
-    model: Path = typer.Option(Path("export/c3d.onnx"), "--model", "-m", help="An exported c3d-rt ONNX file."),
+    model: Path = typer.Option(Path("export"), "--model", "-m", help="The folder `c3d-rt export` wrote, or one "
+                                                                     "exported file (.onnx, .xml, .ts)."),
     source: str = typer.Option("0", "--source", "-s", help="Camera index (0), video file, URL (rtsp://, http://) "
                                                            "or 'synthetic' / 'synthetic@FPS'."),
-    provider: Provider = typer.Option(Provider.auto, help="ONNX Runtime provider; auto takes CUDA when it loads."),
+    engine: EngineName = typer.Option(EngineName.auto, help="Runtime; auto times every proven engine here and takes "
+                                                            "the fastest (cached)."),
+    precision: PrecisionName = typer.Option(PrecisionName.auto, help="Precision (auto: any, for --engine auto)."),
+    device: Device = typer.Option(Device.auto, help="cpu or cuda; auto uses a GPU where one works."),
     stride: int = typer.Option(1, min=1, help="Run the model every N sampled frames."),
     smooth: int = typer.Option(1, min=1, help="Average the last N predictions."),
     threshold: float = typer.Option(0.0, min=0.0, max=1.0, help="Show no label below this smoothed probability."),
@@ -200,8 +204,8 @@ def webcam(
 
     settings = RunSettings(stride=stride, smooth=smooth, threshold=threshold, topk=topk, max_frames=max_frames,
                            show=show, output=output, log_path=log)
-    summary = run_live(model, source, settings, provider=provider.value, realtime=realtime, loop=loop,
-                       log=lambda m: typer.echo(m, err=True))
+    summary = run_live(model, source, settings, engine=engine.value, precision=precision.value, device=device.value,
+                       realtime=realtime, loop=loop, log=lambda m: typer.echo(m, err=True))
     typer.echo(summary.format())
     if summary_json:
         _write_json(summary_json, summary.to_dict())
@@ -210,35 +214,38 @@ def webcam(
 @app.command()
 def bench(
     model: Path = typer.Option(Path("export"), "--model", "-m", help="The folder `c3d-rt export` wrote."),
-    backends: str = typer.Option("eager,torchscript,ort-cpu,ort-cuda,ort-tensorrt,openvino",
-                                 help="Comma-separated backends."),
+    engines: str = typer.Option("torch,torchscript,ort,tensorrt,openvino", help="Comma-separated engines."),
     precision: str = typer.Option("fp32,fp16,bf16,int8", help="Comma-separated precisions."),
+    devices: str = typer.Option("cpu,cuda", help="Comma-separated devices (rows on a missing one say so)."),
     batch: str = typer.Option("1,8", help="Comma-separated batch sizes."),
-    threads: Optional[int] = typer.Option(None, min=1, help="CPU threads per backend (default: every core)."),
+    threads: Optional[int] = typer.Option(None, min=1, help="CPU threads per engine (default: every core)."),
     warmup: int = typer.Option(3, min=0, help="Untimed calls first."),
     iters: int = typer.Option(20, min=1, help="Timed calls per row."),
     clips: int = typer.Option(32, min=1, help="Real clips for the agreement check."),
     checkpoint: Optional[Path] = typer.Option(None, exists=True, dir_okay=False,
                                               help="Eager reference (default: the source named in the artifacts)."),
     e2e: bool = typer.Option(False, "--e2e", help="Also run the live pipeline on a paced synthetic camera."),
+    e2e_engine: EngineName = typer.Option(EngineName.auto, help="Engine of the --e2e run."),
+    e2e_precision: PrecisionName = typer.Option(PrecisionName.auto, help="Precision of the --e2e run."),
     e2e_seconds: float = typer.Option(10.0, min=1.0, help="Length of each --e2e run."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the rows and the machine as JSON."),
     markdown: Optional[Path] = typer.Option(None, help="Write a Markdown report."),
     plot: Optional[Path] = typer.Option(None, help="Write a PNG of latency against batch size."),
 ) -> None:
-    """Compare backends and precisions: latency percentiles, throughput, memory and agreement with eager fp32."""
-    from .bench import (BACKENDS, PRECISIONS, BenchSettings, format_table, parse_batches, parse_names, run_bench,
-                        save_outputs)
+    """Compare engines and precisions: latency percentiles, throughput, memory and agreement with eager fp32."""
+    from .bench import BenchSettings, format_table, parse_batches, parse_names, run_bench, save_outputs
+    from .engines import DEVICES
 
-    settings = BenchSettings(backends=parse_names(backends, BACKENDS, "backend"),
-                             precisions=parse_names(precision, PRECISIONS, "precision"), batches=parse_batches(batch),
+    settings = BenchSettings(engines=parse_names(engines, tuple(ENGINES), "engine"),
+                             precisions=parse_names(precision, PRECISIONS, "precision"),
+                             devices=parse_names(devices, DEVICES, "device"), batches=parse_batches(batch),
                              threads=threads, warmup=warmup, iters=iters, clips=clips, e2e=e2e,
-                             e2e_seconds=e2e_seconds)
+                             e2e_engine=e2e_engine.value, e2e_precision=e2e_precision.value, e2e_seconds=e2e_seconds)
     report = run_bench(model, settings, checkpoint=checkpoint, log=lambda m: typer.echo(m, err=True))
     typer.echo(format_table(report))
     save_outputs(report, json_out, markdown, plot)
     if report.failed:
-        names = ", ".join(sorted({f"{r.backend} {r.precision}" for r in report.failed}))
+        names = ", ".join(sorted({r.key for r in report.failed}))
         typer.secho(f"error: {names} did not compute what the eager fp32 model computes (see the table)",
                     fg=typer.colors.RED, err=True)
         raise typer.Exit(code=1)

@@ -3,7 +3,7 @@
 Synthesise the motion data set, train a narrow C3D-BN from scratch, report its
 held-out accuracy, export it and print the equivalence table, run it live on the
 synthetic camera (headless where there is no display) with its latency summary,
-and print a short comparison of the backends that run here.
+and print a short comparison of the engines that run here.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ class DemoSettings:
 
 QUICK = DemoSettings(width=0.0625, crop_size=32, clips_per_class=6, epochs=1, batch_size=8, workers=0,
                      live_seconds=2.0, bench_iters=3)
-DEMO_BACKENDS = ("eager", "torchscript", "ort-cpu", "ort-cuda", "openvino")
+DEMO_ENGINES = ("torch", "torchscript", "ort", "openvino")
 
 
 def demo_model(s: DemoSettings) -> ModelConfig:
@@ -62,7 +62,7 @@ def run_demo(out: str | Path, quick: bool = False, log=print) -> dict:
 
     report = export_checkpoint(out / "run" / "last.pt", out / "export", log=lambda _m: None)
     log(format_report_table(report))
-    live = run_live_demo(out / "export" / "c3d.onnx", s, log)
+    live = run_live_demo(out / "export", s, log)
     bench = run_bench_demo(out / "export", s, log)
     total = time.perf_counter() - t0
     log(f"demo finished in {total:.0f}s: held-out top-1 {top1:.1%}; artifacts in {out / 'export'}")
@@ -74,7 +74,7 @@ def run_live_demo(model: Path, s: DemoSettings, log):
     from .runtime import RunSettings, run_live
 
     frames = int(s.live_seconds * 30)
-    log(f"[4/5] live: {model.name} on the synthetic camera at 30 fps for {frames} frames")
+    log(f"[4/5] live: {model} on the synthetic camera at 30 fps for {frames} frames (--engine auto)")
     summary = run_live(model, "synthetic@30", RunSettings(max_frames=frames, smooth=4), log=log)
     log(summary.format())
     return summary
@@ -83,8 +83,8 @@ def run_live_demo(model: Path, s: DemoSettings, log):
 def run_bench_demo(model_dir: Path, s: DemoSettings, log):
     from .bench import BenchSettings, format_table, run_bench
 
-    log("[5/5] backends side by side (batch 1; `c3d-rt bench` does more)")
-    settings = BenchSettings(backends=DEMO_BACKENDS, precisions=("fp32", "int8"), batches=(1,), warmup=2,
+    log("[5/5] engines side by side (batch 1; `c3d-rt bench` does more)")
+    settings = BenchSettings(engines=DEMO_ENGINES, precisions=("fp32", "int8"), batches=(1,), warmup=2,
                              iters=s.bench_iters)
     report = run_bench(model_dir, settings, log=lambda _m: None)
     log(format_table(report))

@@ -26,21 +26,17 @@ from .artifacts import INPUT_NAME, OUTPUT_NAME, TS_EXTRA_FILE, ArtifactInfo, rea
 from .checkpoint import Checkpoint, atomic_write_text, load_checkpoint
 from .config import Preprocessing
 from .data import DataError, VideoClipDataset, load_data_split
+from .engines import Engine, Plan, load_plan
+from .engines.equivalence import judge, run_batched
+from .engines.registry import (CHECKPOINT, DEFAULT_EXPORT_FORMATS, FORMATS, REPORT_FILE, artifact_files,
+                               artifact_sha256, artifact_size_mb, format_of, library_installed)
+from .engines.torch_engines import TorchEngine, checkpoint_info_of
 from .errors import C3DError
 from .model import C3D
-from .transforms import softmax
 
-FORMATS = {  # name -> (file name, precision)
-    "torchscript": ("c3d.ts", "fp32"),
-    "onnx": ("c3d.onnx", "fp32"),
-    "onnx-fp16": ("c3d.fp16.onnx", "fp16"),
-    "onnx-int8": ("c3d.int8.onnx", "int8"),
-}
 DEFAULT_OPSET = 18
-FP32_RTOL, FP32_ATOL = 1e-3, 1e-5  # torchvision's and MMDeploy's tolerances on logits
-MIN_TOP1_AGREEMENT = 0.99  # fp16 and int8 against eager fp32 on held-out real clips
-MAX_ACCURACY_DROP = 0.01  # int8 against fp32 on the validation set
 RANDOM_BATCHES = (1, 3)  # batch 1 and a batch above 1: catches a specialised batch axis
+PROOF_ENGINE = {"torchscript": "torchscript", "onnx": "ort", "openvino": "openvino"}  # format kind -> engine
 
 
 class ExportError(C3DError):
@@ -53,7 +49,20 @@ def parse_formats(text: str) -> list[str]:
     if unknown or not names:
         raise ExportError(f"unknown format {', '.join(unknown) or repr(text)}; choose from {', '.join(FORMATS)} "
                           "(comma-separated).")
+    for name in names:
+        if FORMATS[name].kind == "openvino" and not _openvino_ready(name):
+            raise ExportError(f"format {name} needs OpenVINO{' and NNCF' if name.endswith('int8') else ''}: "
+                              "pip install 'c3d-rt[openvino]'")
     return names
+
+
+def default_formats() -> list[str]:
+    """Every format whose tools are installed: the OpenVINO IRs where the openvino extra is."""
+    return list(DEFAULT_EXPORT_FORMATS) + [n for n, f in FORMATS.items() if f.kind == "openvino" and _openvino_ready(n)]
+
+
+def _openvino_ready(name: str) -> bool:
+    return library_installed("openvino") and (not name.endswith("int8") or library_installed("nncf"))
 
 
 # --- inputs the export never saw ------------------------------------------------------------
@@ -203,36 +212,15 @@ def write_onnx_int8(fp32_path: Path, info: ArtifactInfo, path: Path, calib_clips
 # --- running artifacts --------------------------------------------------------------------------
 
 
-def artifact_runner(path: Path) -> Callable[[np.ndarray], np.ndarray]:
-    """A function clip batch -> logits for an ``.onnx`` (ONNX Runtime, CPU) or TorchScript file."""
-    if path.suffix == ".onnx":
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
-        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        return lambda x: session.run([OUTPUT_NAME], {INPUT_NAME: x})[0]
-    module = torch.jit.load(str(path), map_location="cpu")
-
-    def run(x: np.ndarray) -> np.ndarray:
-        with torch.no_grad():
-            return module(torch.from_numpy(x)).numpy()
-
-    return run
+def proof_engine(path: Path, fmt: str) -> Engine:
+    """The engine that proves a format: ONNX Runtime CPU, TorchScript or OpenVINO, at the format's precision."""
+    spec = FORMATS[fmt]
+    return load_plan(Plan(PROOF_ENGINE[spec.kind], spec.precision, "cpu", path, fmt))
 
 
-def eager_runner(model: C3D) -> Callable[[np.ndarray], np.ndarray]:
-    """The eager PyTorch model as a clip batch -> logits function (the reference of every check)."""
-
-    def run(x: np.ndarray) -> np.ndarray:
-        with torch.no_grad():
-            return model(torch.from_numpy(x)).numpy()
-
-    return run
-
-
-def run_batched(fn: Callable[[np.ndarray], np.ndarray], clips: np.ndarray, batch: int = 8) -> np.ndarray:
-    return np.concatenate([fn(clips[i : i + batch]) for i in range(0, len(clips), batch)]) if len(clips) else clips
+def reference_engine(ckpt: Checkpoint, model: C3D) -> Engine:
+    """The eager fp32 model on the CPU: the reference of every check."""
+    return TorchEngine(Plan("torch", "fp32", "cpu", ckpt.path, CHECKPOINT), checkpoint_info_of(ckpt), model)
 
 
 # --- the proof ----------------------------------------------------------------------------------
@@ -254,49 +242,24 @@ class ArtifactResult:
     checked_clips: int = 0
     seconds: float = 0.0
     reason: str = ""
+    sha256: str = ""  # of the proven file (an IR's .xml and .bin): `auto` trusts the proof only for this file
 
 
-def compare(result: ArtifactResult, reference: Callable[[np.ndarray], np.ndarray],
-            candidate: Callable[[np.ndarray], np.ndarray], inputs: CheckInputs) -> ArtifactResult:
+def compare(result: ArtifactResult, reference: Engine, candidate: Engine, inputs: CheckInputs) -> ArtifactResult:
     """Fill ``result`` with the measured errors of ``candidate`` against ``reference`` and decide."""
-    ref_parts, got_parts = [], []
-    for x in inputs.random + ([inputs.real] if len(inputs.real) else []):
-        ref_parts.append(run_batched(reference, x))
-        got_parts.append(run_batched(candidate, x))
-    ref, got = np.concatenate(ref_parts), np.concatenate(got_parts)
-    diff = np.abs(got - ref)
-    result.max_abs_err = float(diff.max())
-    result.max_rel_err = float((diff / np.maximum(np.abs(ref), 1e-6)).max())
-    result.max_prob_err = float(np.abs(softmax(got) - softmax(ref)).max())
+    batches = inputs.random + ([inputs.real] if len(inputs.real) else [])
+    ref = np.concatenate([run_batched(reference, x) for x in batches])
+    got = np.concatenate([run_batched(candidate, x) for x in batches])
     n_real = len(inputs.real)
-    agree_ref, agree_got = (ref[-n_real:], got[-n_real:]) if n_real else (ref, got)
-    result.top1_agreement = float((agree_ref.argmax(1) == agree_got.argmax(1)).mean())
-    result.checked_clips = len(ref)
-    if n_real:
-        result.reference_accuracy = float((agree_ref.argmax(1) == inputs.real_labels).mean())
-        result.accuracy = float((agree_got.argmax(1) == inputs.real_labels).mean())
-    result.reason = verdict(result, ref, got, n_real)
-    result.status = "FAILED" if result.reason else "ok"
+    agreement = judge(ref, got, result.precision, decisive=slice(len(ref) - n_real, None) if n_real else slice(None),
+                      labels=inputs.real_labels if n_real else None,
+                      what="held-out real clips" if n_real else "random clips")
+    for name in ("max_abs_err", "max_rel_err", "max_prob_err", "top1_agreement", "accuracy", "reference_accuracy"):
+        setattr(result, name, getattr(agreement, name))
+    result.checked_clips = agreement.clips
+    result.reason = agreement.reason
+    result.status = "ok" if agreement.ok else "FAILED"
     return result
-
-
-def verdict(r: ArtifactResult, ref: np.ndarray, got: np.ndarray, n_real: int) -> str:
-    """Empty when the artifact passes its precision's criteria, else what failed and by how much."""
-    if not np.isfinite(got).all():
-        return "produced non-finite outputs"
-    if r.precision == "fp32":
-        excess = np.abs(got - ref) - (FP32_ATOL + FP32_RTOL * np.abs(ref))
-        if (excess > 0).any():
-            return (f"logits differ beyond rtol {FP32_RTOL:g}, atol {FP32_ATOL:g}: max abs error "
-                    f"{r.max_abs_err:.3g}, max rel error {r.max_rel_err:.3g} ({int((excess > 0).sum())} values)")
-        return ""
-    where = "held-out real clips" if n_real else "random clips"
-    if r.top1_agreement < MIN_TOP1_AGREEMENT:
-        return f"top-1 agrees with fp32 on {r.top1_agreement:.1%} of {where}; needs >= {MIN_TOP1_AGREEMENT:.0%}"
-    if r.accuracy is not None and r.reference_accuracy - r.accuracy > MAX_ACCURACY_DROP:
-        return (f"accuracy {r.accuracy:.1%} vs fp32 {r.reference_accuracy:.1%}: drops more than "
-                f"{MAX_ACCURACY_DROP * 100:.0f} point")
-    return ""
 
 
 # --- export --------------------------------------------------------------------------------------
@@ -311,6 +274,7 @@ class ExportReport:
     real_clips: int = 0
     real_source: str = ""
     calibration_clips: int = 0
+    quantization: dict[str, Any] = field(default_factory=dict)  # what each quantiser did (NNCF's settings)
     seconds: float = 0.0
     machine: dict[str, Any] = field(default_factory=dict)
 
@@ -359,7 +323,7 @@ def export_checkpoint(ckpt_path: str | Path, out_dir: str | Path = "export", *, 
                       log: Callable[[str], None] = print) -> ExportReport:
     """Export a checkpoint to the given formats; write only artifacts that prove equivalent."""
     start = time.perf_counter()
-    formats = formats or list(FORMATS)
+    formats = formats or default_formats()
     out_dir = Path(out_dir)
     ckpt = load_checkpoint(ckpt_path)
     labels = resolve_labels(ckpt, labels_file)
@@ -373,36 +337,52 @@ def export_checkpoint(ckpt_path: str | Path, out_dir: str | Path = "export", *, 
     log(f"checking against {len(inputs.real)} real clips ({inputs.real_source}) and random clips at batch "
         f"{', '.join(map(str, RANDOM_BATCHES))}")
 
+    reference = reference_engine(ckpt, model)
     with tempfile.TemporaryDirectory(dir=out_dir, prefix=".export-") as staging:
         staging = Path(staging)
         fp32_onnx = None
         for fmt in _ordered(formats):
-            name, precision = FORMATS[fmt]
-            tmp = staging / name
-            result = ArtifactResult(fmt, str(out_dir / name), precision)
+            spec = FORMATS[fmt]
+            tmp = staging / spec.file
+            result = ArtifactResult(fmt, str(out_dir / spec.file), spec.precision)
             t0 = time.perf_counter()
-            info = artifact_info(ckpt, labels, prep, "torchscript" if fmt == "torchscript" else "onnx", precision,
-                                 None if fmt == "torchscript" else opset)
+            info = artifact_info(ckpt, labels, prep, spec.kind, spec.precision,
+                                 None if spec.kind == "torchscript" else opset)
             try:
                 fp32_onnx = _write(fmt, model, info, tmp, staging, fp32_onnx, opset, calib_set, calib_clips, report)
-                compare(result, eager_runner(model), artifact_runner(tmp), inputs)
+                with proof_engine(tmp, fmt) as candidate:
+                    compare(result, reference, candidate, inputs)
             except C3DError:
                 raise
             except Exception as exc:  # an exporter or runtime failure: report it, never half-write
                 result.status, result.reason = "FAILED", f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
             result.seconds = round(time.perf_counter() - t0, 2)
-            if tmp.exists():
-                result.size_mb = round(tmp.stat().st_size / 2**20, 2)
+            result.size_mb = artifact_size_mb(tmp)
             if result.status == "ok":
-                _publish(tmp, out_dir / name)
-            else:
-                (out_dir / name).unlink(missing_ok=True)  # never leave an older, unproven file under this name
+                result.sha256 = artifact_sha256(tmp)
+                _publish(tmp, out_dir / spec.file)
+            else:  # never leave an older, unproven file under this name
+                for old in artifact_files(out_dir / spec.file):
+                    old.unlink(missing_ok=True)
             report.artifacts.append(result)
             log(_result_line(result))
     report.seconds = round(time.perf_counter() - start, 2)
+    report.artifacts += _earlier_proofs(out_dir, ckpt.sha256, formats)
     report.artifacts.sort(key=lambda a: list(FORMATS).index(a.format))
-    atomic_write_text(json.dumps(report.to_dict(), indent=2) + "\n", out_dir / "report.json")
+    atomic_write_text(json.dumps(report.to_dict(), indent=2) + "\n", out_dir / REPORT_FILE)
     return report
+
+
+def _earlier_proofs(out_dir: Path, sha256: str, formats: list[str]) -> list[ArtifactResult]:
+    """Proofs of files from an earlier export of the same checkpoint into this folder that this one left alone."""
+    try:
+        earlier = json.loads((out_dir / REPORT_FILE).read_text())
+        if earlier.get("source_sha256") != sha256:
+            return []
+        return [ArtifactResult(**a) for a in earlier.get("artifacts", []) if a.get("format") in FORMATS
+                and a["format"] not in formats and (out_dir / FORMATS[a["format"]].file).is_file()]
+    except (OSError, ValueError, TypeError):
+        return []
 
 
 def _ordered(formats: list[str]) -> list[str]:
@@ -410,22 +390,31 @@ def _ordered(formats: list[str]) -> list[str]:
 
 
 def _write(fmt, model, info, tmp, staging, fp32_onnx, opset, calib_set, calib_clips, report) -> Path | None:
-    """Write one format to ``tmp``; return the fp32 ONNX file that fp16 and int8 derive from."""
+    """Write one format to ``tmp``; return the fp32 ONNX file that the other formats derive from."""
     if fmt == "torchscript":
         write_torchscript(model, info, tmp)
         return fp32_onnx
     if fp32_onnx is None:
         fp32_onnx = staging / "fp32-base.onnx"
-        base_info = ArtifactInfo(**{**info.__dict__, "precision": "fp32"})
+        base_info = ArtifactInfo(**{**info.__dict__, "precision": "fp32", "fmt": "onnx"})
         write_onnx_fp32(model, base_info, fp32_onnx, opset)
     if fmt == "onnx":
         shutil.copyfile(fp32_onnx, tmp)
     elif fmt == "onnx-fp16":
         write_onnx_fp16(fp32_onnx, info, tmp)
-    elif fmt == "onnx-int8":
+    elif fmt == "openvino":
+        from .openvino_ir import write_openvino_ir
+
+        write_openvino_ir(fp32_onnx, info, tmp)
+    elif fmt in ("onnx-int8", "openvino-int8"):
         clips = calibration_clips(model, calib_set, calib_clips)
         report.calibration_clips = len(clips)
-        write_onnx_int8(fp32_onnx, info, tmp, clips)
+        if fmt == "onnx-int8":
+            write_onnx_int8(fp32_onnx, info, tmp, clips)
+        else:
+            from .openvino_ir import write_openvino_int8
+
+            report.quantization["openvino-int8"] = write_openvino_int8(fp32_onnx, info, tmp, clips)
     return fp32_onnx
 
 
@@ -441,24 +430,26 @@ def calibration_clips(model: C3D, calib_set, n: int) -> np.ndarray:
 
 
 def _publish(tmp: Path, target: Path) -> None:
-    """Move a proven artifact into place: staging sits inside the output folder, so this is one atomic rename."""
-    os.replace(tmp, target)
+    """Move a proven artifact into place: staging sits inside the output folder, so each move is an atomic
+    rename; the file that names the artifact (an IR's .xml) comes last, after its companions."""
+    for part, final in reversed(list(zip(artifact_files(tmp), artifact_files(target)))):
+        os.replace(part, final)
 
 
 def _result_line(r: ArtifactResult) -> str:
     errors = (f"max|d logits| {r.max_abs_err:.2e}" if r.precision == "fp32" and r.max_abs_err is not None else
               f"max|d prob| {r.max_prob_err:.2e}" if r.max_prob_err is not None else "")
     agree = f"top-1 agree {r.top1_agreement:.1%}" if r.top1_agreement is not None else ""
-    return f"  {r.format:<12} {r.status:<6} {r.size_mb:>8.1f} MB  {errors}  {agree}  {r.seconds:.1f}s  {r.reason}"
+    return f"  {r.format:<13} {r.status:<6} {r.size_mb:>8.1f} MB  {errors}  {agree}  {r.seconds:.1f}s  {r.reason}"
 
 
 def format_report_table(report: ExportReport) -> str:
-    head = f"{'format':<12} {'status':<6} {'size MB':>8} {'max|dlogit|':>11} {'max rel':>9} {'max|dprob|':>10} " \
+    head = f"{'format':<13} {'status':<6} {'size MB':>8} {'max|dlogit|':>11} {'max rel':>9} {'max|dprob|':>10} " \
            f"{'top1 agree':>10} {'acc':>6} {'time s':>7}"
     rows = [head, "-" * len(head)]
     fmt = lambda v, spec: format(v, spec) if v is not None else "-"  # noqa: E731
     for a in report.artifacts:
-        rows.append(f"{a.format:<12} {a.status:<6} {a.size_mb:>8.1f} {fmt(a.max_abs_err, '11.2e')} "
+        rows.append(f"{a.format:<13} {a.status:<6} {a.size_mb:>8.1f} {fmt(a.max_abs_err, '11.2e')} "
                     f"{fmt(a.max_rel_err, '9.2e')} {fmt(a.max_prob_err, '10.2e')} "
                     f"{fmt(a.top1_agreement, '10.1%')} {fmt(a.accuracy, '6.1%')} {a.seconds:>7.1f}")
         if a.reason:
@@ -507,12 +498,13 @@ def verify_artifact(artifact: str | Path, against: str | Path | None = None, *, 
     model = ckpt.build_model()
     calib_set, held_out = data_sets_for(ckpt, info.preprocessing, calib)
     inputs = build_check_inputs(model, calib_set, held_out, check_clips)
-    fmt = "torchscript" if info.fmt == "torchscript" else {"fp32": "onnx", "fp16": "onnx-fp16", "int8": "onnx-int8"}[info.precision]
-    result = ArtifactResult(fmt, str(artifact), info.precision, size_mb=round(artifact.stat().st_size / 2**20, 2))
+    fmt = format_of(artifact)
+    result = ArtifactResult(fmt, str(artifact), info.precision, size_mb=artifact_size_mb(artifact))
 
     t0 = time.perf_counter()
     try:
-        compare(result, eager_runner(model), artifact_runner(artifact), inputs)
+        with proof_engine(artifact, fmt) as candidate:
+            compare(result, reference_engine(ckpt, model), candidate, inputs)
     except Exception as exc:
         result.status, result.reason = "FAILED", f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
     result.seconds = round(time.perf_counter() - t0, 2)

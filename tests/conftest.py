@@ -17,6 +17,20 @@ TINY = ModelConfig(num_classes=9, width=0.0625, crop_size=32, dropout=0.0, input
 TINY_PREP = Preprocessing.for_model(TINY)  # resize 49x37, crop 32
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_cache(tmp_path_factory):
+    """``auto``'s choices and OpenVINO's compiled models go to a cache of the test run's own, not the user's."""
+    import os
+
+    old = os.environ.get("XDG_CACHE_HOME")
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+    if old is None:
+        os.environ.pop("XDG_CACHE_HOME", None)
+    else:
+        os.environ["XDG_CACHE_HOME"] = old
+
+
 def pytest_collection_modifyitems(config, items):
     if torch.cuda.is_available():
         return

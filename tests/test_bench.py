@@ -1,4 +1,4 @@
-"""`c3d-rt bench` on the tiny exported model: every CPU backend, well-formed outputs, loud failures."""
+"""`c3d-rt bench` on the tiny exported model: every CPU engine, well-formed outputs, loud failures."""
 
 import json
 import shutil
@@ -10,11 +10,12 @@ import numpy as np
 import onnx
 import pytest
 
-from c3d_rt.bench import BenchError, BenchSettings, parse_batches, parse_names, run_bench, save_outputs, BACKENDS
+from c3d_rt.bench import BenchError, BenchSettings, parse_batches, parse_names, run_bench, save_outputs
+from c3d_rt.engines import ENGINES
 
 QUICK = BenchSettings(batches=(1, 2), warmup=1, iters=3, clips=8)
 QUIET = dict(log=lambda _m: None)
-ROW_KEYS = {"backend", "precision", "batch", "status", "p50_ms", "p95_ms", "p99_ms", "clips_per_s", "top1_agreement"}
+ROW_KEYS = {"engine", "device", "precision", "batch", "status", "p50_ms", "p95_ms", "p99_ms", "clips_per_s", "top1_agreement"}
 
 
 @pytest.fixture(scope="module")
@@ -25,21 +26,24 @@ def quick_report(tiny_export, tmp_path_factory):
     return report, out
 
 
-def test_every_cpu_backend_runs_and_agrees(quick_report, tiny_export):
+def test_every_cpu_engine_runs_and_agrees(quick_report, tiny_export):
     report, _ = quick_report
-    ok = {(r.backend, r.precision) for r in report.rows if r.status == "ok"}
-    expected = {("eager", "fp32"), ("torchscript", "fp32"), ("ort-cpu", "fp32"), ("ort-cpu", "fp16"),
-                ("ort-cpu", "int8"), ("openvino", "fp32"), ("openvino", "int8")}
+    ok = {r.key for r in report.rows if r.status == "ok"}
+    expected = {"torch/fp32/cpu", "torchscript/fp32/cpu", "ort/fp32/cpu", "ort/fp16/cpu", "ort/int8/cpu",
+                "openvino/fp32/cpu", "openvino/int8/cpu", "openvino-defaults/fp32/cpu"}
     if not (tiny_export[0] / "c3d.int8.onnx").exists():  # refused by the exporter's own check in this run
-        expected -= {("ort-cpu", "int8"), ("openvino", "int8")}
+        expected -= {"ort/int8/cpu"}
     assert expected <= ok
     assert not report.failed and report.reference == "eager fp32 (CPU)" and report.clips_source == "held-out split"
     for r in report.rows:
         if r.status == "ok":
             assert r.p50_ms > 0 and r.p50_ms <= r.p95_ms <= r.p99_ms and r.top1_agreement >= 0.99
             assert r.clips_per_s == pytest.approx(r.batch * 1e3 / r.mean_ms, rel=1e-3)
-    eager = next(r for r in report.rows if r.backend == "eager" and r.precision == "fp32")
+    eager = next(r for r in report.rows if r.key == "torch/fp32/cpu")
     assert eager.max_abs_err == 0.0  # the reference compared with itself
+    auto = [r for r in report.rows if r.engine == "auto"]
+    assert [r.status for r in auto] == ["ok", "ok"] and report.auto_choice["chosen"] in ok  # auto picks a real row
+    assert auto[0].detail.startswith(report.auto_choice["chosen"])
 
 
 def test_outputs_are_well_formed(quick_report):
@@ -48,24 +52,28 @@ def test_outputs_are_well_formed(quick_report):
     assert {"cpu", "cores", "torch", "onnxruntime", "openvino", "date", "gpu_driver"} <= set(saved["machine"])
     assert len(saved["rows"]) == len(report.rows) and all(ROW_KEYS <= set(r) for r in saved["rows"])
     assert {r["batch"] for r in saved["rows"] if r["status"] == "ok"} == {1, 2}
-    assert saved["ratios"]["ort_fp32_over_eager_fp32"] is not None
+    assert saved["ratios"]["ort_fp32_over_torch_fp32"] is not None
+    assert saved["ratios"]["auto_over_openvino_defaults"] is not None
+    assert saved["machine"]["cpu_flags"] and "avx2" in saved["machine"]["cpu_flags"]
     markdown = (out / "bench.md").read_text()
-    assert "| backend | precision |" in markdown and "ort-cpu" in markdown and "openvino" in markdown
+    assert "| engine | precision |" in markdown and "| ort |" in markdown and "| openvino |" in markdown
     image = cv2.imread(str(out / "bench.png"))
     assert image is not None and image.shape[0] > 200 and image.shape[1] > 300
 
 
-def test_unavailable_backends_are_rows_with_a_reason(quick_report, tiny_export, tmp_path):
+def test_unavailable_engines_are_rows_with_a_reason(quick_report, tiny_export, tmp_path):
     report, _ = quick_report
-    cuda = [r for r in report.rows if r.backend in ("ort-cuda", "ort-tensorrt")]
-    if cuda and all(r.status == "unavailable" for r in cuda):
-        assert all("NVIDIA" in r.reason or "requested but did not load" in r.reason for r in cuda)
+    cuda = [r for r in report.rows if r.device == "cuda"]
+    assert cuda, "the CUDA rows must be there, measured or saying why not"
+    if all(r.status == "unavailable" for r in cuda):
+        assert all("NVIDIA GPU" in r.reason for r in cuda)
     partial = tmp_path / "export"
     shutil.copytree(tiny_export[0], partial)
     (partial / "c3d.int8.onnx").unlink()
-    rows = run_bench(partial, BenchSettings(backends=("ort-cpu",), precisions=("int8",), warmup=0, iters=1,
-                                            clips=4), **QUIET).rows
-    assert [(r.status, "c3d.int8.onnx not found" in r.reason) for r in rows] == [("unavailable", True)]
+    rows = run_bench(partial, BenchSettings(engines=("ort",), precisions=("int8",), devices=("cpu",), warmup=0,
+                                            iters=1, clips=4, auto=False, peer=False), **QUIET).rows
+    assert [(r.key, r.status, "c3d.int8.onnx not found" in r.reason) for r in rows] == [
+        ("ort/int8/cpu", "unavailable", True)]
 
 
 def test_a_model_that_computes_something_else_fails_loudly(tiny_export, tmp_path):
@@ -76,19 +84,20 @@ def test_a_model_that_computes_something_else_fails_loudly(tiny_export, tmp_path
     weights = onnx.numpy_helper.to_array(fc8)
     fc8.CopyFrom(onnx.numpy_helper.from_array(np.ascontiguousarray(weights[::-1]), fc8.name))  # classes shuffled
     onnx.save(model, str(wrong_dir / "c3d.onnx"))
-    run = subprocess.run([sys.executable, "-m", "c3d_rt.cli", "bench", "--model", str(wrong_dir), "--backends",
-                          "ort-cpu,openvino", "--precision", "fp32", "--batch", "1", "--iters", "2", "--warmup", "0",
+    run = subprocess.run([sys.executable, "-m", "c3d_rt.cli", "bench", "--model", str(wrong_dir), "--engines",
+                          "ort,openvino", "--devices", "cpu", "--precision", "fp32", "--batch", "1", "--iters", "2", "--warmup", "0",
                           "--clips", "8", "--json", str(tmp_path / "b.json")], capture_output=True, text=True,
                          timeout=300)
     assert run.returncode == 1, run.stdout + run.stderr
     assert "did not compute what the eager fp32 model computes" in run.stderr
-    rows = json.loads((tmp_path / "b.json").read_text())["rows"]
-    assert {r["status"] for r in rows} == {"FAILED"} and all("top-1 agrees" in r["reason"] for r in rows)
+    rows = [r for r in json.loads((tmp_path / "b.json").read_text())["rows"] if r["artifact"].endswith("c3d.onnx")]
+    assert {r["engine"] for r in rows} >= {"ort", "openvino-defaults"}  # every engine that ran the changed file...
+    assert {r["status"] for r in rows} == {"FAILED"} and all("logits differ" in r["reason"] for r in rows)  # failed
 
 
 def test_bad_arguments_are_clear_errors(tmp_path):
-    with pytest.raises(BenchError, match="unknown backend tflite"):
-        parse_names("ort-cpu,tflite", BACKENDS, "backend")
+    with pytest.raises(BenchError, match="unknown engine tflite"):
+        parse_names("ort,tflite", tuple(ENGINES), "engine")
     with pytest.raises(BenchError, match="expected positive batch sizes"):
         parse_batches("1,x")
     with pytest.raises(BenchError, match="holds none of c3d.ts"):

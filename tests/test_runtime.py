@@ -16,8 +16,9 @@ import pytest
 from c3d_rt.artifacts import ArtifactError
 from c3d_rt.config import Preprocessing
 from c3d_rt.data import VideoClipDataset
-from c3d_rt.export import softmax
-from c3d_rt.runtime import BackendError, LiveRecognizer, OrtModel, RunSettings, SourceError, open_source, run_live
+from c3d_rt.transforms import softmax
+from c3d_rt.engines import EngineUnavailable, load_engine
+from c3d_rt.runtime import LiveRecognizer, RunSettings, SourceError, open_source, run_live
 from c3d_rt.runtime import sources as sources_module
 from c3d_rt.runtime.ring import FrameRing
 from c3d_rt.runtime.runner import PostProcessor
@@ -137,13 +138,14 @@ def test_latency_histogram_percentiles_within_one_percent():
 def test_headless_file_run_matches_the_exported_model_offline(tmp_path, onnx_path):
     video = write_video(tmp_path / "clip.avi", 40, size=(64, 48), seed=3)
     log = tmp_path / "pred.jsonl"
-    summary = run_live(onnx_path, str(video), RunSettings(stride=4, topk=3, log_path=log, **HEADLESS), **QUIET)
+    summary = run_live(onnx_path, str(video), RunSettings(stride=4, topk=3, log_path=log, **HEADLESS), engine="ort",
+                       **QUIET)
     lines = [json.loads(line) for line in log.read_text().splitlines()]
     assert summary.predictions == len(lines) == 7  # windows ending at frames 15, 19, ..., 39: none dropped
     assert summary.windows_dropped == 0 and summary.frames_read == 40 and summary.end_reason == "end of file"
     frames = read_all_frames(video)
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    labels = OrtModel(onnx_path, "cpu").info.labels
+    labels = load_engine(onnx_path, "ort", device="cpu").labels
     for line in lines:
         clip = preprocess_clip([frames[i] for i in line["frame_indices"]], TINY_PREP)[None]
         probs = softmax(session.run(None, {"clip": clip})[0])[0]
@@ -158,7 +160,7 @@ def test_network_stream_on_loopback_with_a_reconnect(tmp_path, onnx_path, monkey
     monkeypatch.setattr(sources_module, "RECONNECT_DELAYS_S", (0.2, 0.2))
     frames = [numbered_frame(i, (64, 48)) for i in range(40)]
     with MjpegServer(frames, fps=100, cut_after=25) as server:  # the first connection drops after 25 frames
-        summary = run_live(onnx_path, server.url, RunSettings(**HEADLESS), **QUIET)
+        summary = run_live(onnx_path, server.url, RunSettings(**HEADLESS), engine="ort", **QUIET)
     assert server.connections == 2 + 2  # it reconnected after the drop, then tried twice more and gave up
     assert summary.frames_read == 25 + 40  # ...and read the whole second connection
     assert summary.predictions > 0 and "did not come back" in summary.end_reason
@@ -186,13 +188,13 @@ def test_truncated_video_ends_cleanly(tmp_path, onnx_path):
     data = video.read_bytes()
     cut = tmp_path / "cut.avi"
     cut.write_bytes(data[: len(data) // 2])
-    summary = run_live(onnx_path, str(cut), RunSettings(stride=2, **HEADLESS), **QUIET)
+    summary = run_live(onnx_path, str(cut), RunSettings(stride=2, **HEADLESS), engine="ort", **QUIET)
     assert 16 <= summary.frames_read < 60 and summary.predictions >= 1
     assert summary.end_reason == "end of file"
 
 
 def test_memory_stays_flat_over_10000_synthetic_frames(onnx_path):
-    model = OrtModel(onnx_path, "cpu", spin=False)
+    model = load_engine(onnx_path, "ort", device="cpu", live=True)
     source = sources_module.SyntheticSource(fps=2500, size=(64, 48))
     recognizer = LiveRecognizer(model, source, RunSettings(stride=8, max_frames=10_000, **HEADLESS), **QUIET)
     rss, process = [], psutil.Process()
@@ -230,7 +232,7 @@ def test_display_falls_back_to_headless(monkeypatch, tmp_path, onnx_path):
 
 def test_paced_file_keeps_its_frame_rate(tmp_path, onnx_path):
     video = write_video(tmp_path / "clip.avi", 30, size=(64, 48))  # 25 fps
-    summary = run_live(onnx_path, str(video), RunSettings(**HEADLESS), realtime=True, **QUIET)
+    summary = run_live(onnx_path, str(video), RunSettings(**HEADLESS), engine="ort", realtime=True, **QUIET)
     assert summary.capture_fps == pytest.approx(25, rel=0.1) and summary.duration_s > 1.0
     assert summary.frames_dropped == 0
 
@@ -239,18 +241,18 @@ def test_bad_models_and_providers_are_clear_errors(tmp_path, onnx_path):
     import onnx
 
     with pytest.raises(ArtifactError, match="no such model file"):
-        OrtModel(tmp_path / "missing.onnx")
+        load_engine(tmp_path / "missing.onnx", "ort")
     plain = onnx.load(str(onnx_path))
     del plain.metadata_props[:]
     onnx.save(plain, str(tmp_path / "plain.onnx"))
     with pytest.raises(ArtifactError, match="has no c3d-rt metadata"):
-        OrtModel(tmp_path / "plain.onnx")
+        load_engine(tmp_path / "plain.onnx", "ort")
     wrong = onnx.load(str(onnx_path))
     entry = next(p for p in wrong.metadata_props if p.key == "model_config")
     entry.value = json.dumps({**json.loads(entry.value), "crop_size": 48})
     onnx.save(wrong, str(tmp_path / "wrong.onnx"))
     with pytest.raises(ArtifactError, match=r"metadata says clips of \(B, 3, 16, 48, 48\) but the graph takes"):
-        OrtModel(tmp_path / "wrong.onnx")
-    if "CUDAExecutionProvider" in ort.get_available_providers() and not os.path.exists("/dev/nvidiactl"):
-        with pytest.raises(BackendError, match="CUDAExecutionProvider was requested but did not load"):
-            OrtModel(onnx_path, "cuda")
+        load_engine(tmp_path / "wrong.onnx", "ort", device="cpu")
+    if not os.path.exists("/dev/nvidiactl"):
+        with pytest.raises(EngineUnavailable, match="no usable NVIDIA GPU here"):
+            load_engine(onnx_path, "ort", device="cuda")

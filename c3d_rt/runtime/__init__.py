@@ -1,8 +1,9 @@
-"""The real-time recognizer: frame sources, the ring of preprocessed frames, ONNX Runtime sessions, sinks."""
+"""The real-time recognizer: frame sources, the ring of preprocessed frames, the runner, sinks.
 
-from .backends import BackendError, OrtModel
+Models are loaded through :mod:`c3d_rt.engines`; nothing here loads a model itself.
+"""
+
 from .runner import LiveRecognizer, Prediction, RunSettings, RunSummary, run_live
 from .sources import SourceError, open_source
 
-__all__ = ["BackendError", "LiveRecognizer", "OrtModel", "Prediction", "RunSettings", "RunSummary", "SourceError",
-           "open_source", "run_live"]
+__all__ = ["LiveRecognizer", "Prediction", "RunSettings", "RunSummary", "SourceError", "open_source", "run_live"]

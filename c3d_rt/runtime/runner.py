@@ -28,7 +28,7 @@ import numpy as np
 
 from ..errors import C3DError
 from ..transforms import softmax
-from .backends import OrtModel
+from ..engines import Engine
 from .ring import FrameRing, Window
 from .sinks import Display, PredictionLog, VideoOutput, annotate, display_unavailable_reason
 from .sources import VideoSource
@@ -101,7 +101,7 @@ class PostProcessor:
 @dataclass
 class RunSummary:
     model: str
-    provider: str
+    engine: str  # engine/precision/device
     source: str
     end_reason: str
     duration_s: float
@@ -135,7 +135,7 @@ class RunSummary:
 class LiveRecognizer:
     """Runs a model on a source until the stream ends, ``max_frames`` is reached, q/Esc, or Ctrl-C."""
 
-    def __init__(self, model: OrtModel, source: VideoSource, settings: RunSettings = RunSettings(),
+    def __init__(self, model: Engine, source: VideoSource, settings: RunSettings = RunSettings(),
                  log: Callable[[str], None] = print) -> None:
         self.model, self.source, self.settings = model, source, settings
         self.ring = FrameRing(model.info.preprocessing, settings.stride, wait_for_consumer=not source.live)
@@ -299,7 +299,7 @@ class LiveRecognizer:
 
     def summary(self, duration_s: float) -> RunSummary:
         return RunSummary(
-            model=str(self.model.path), provider=self.model.provider, source=self.source.description,
+            model=str(self.model.path), engine=self.model.key, source=self.source.description,
             end_reason=self.end_reason or "stopped", duration_s=round(duration_s, 3), frames_read=self.frames_read,
             capture_fps=round(self._capture_fps(), 2), frames_dropped=self.source.frames_dropped,
             windows_due=self.ring.windows_due, predictions=self.predictions, windows_dropped=self.ring.windows_dropped,
@@ -308,20 +308,23 @@ class LiveRecognizer:
             latency_ms={stage: h.summary() for stage, h in self.latency.items()})
 
 
-def describe_model(model: OrtModel) -> str:
-    info, prep = model.info, model.info.preprocessing
-    return (f"{model.path} ({info.precision}, {len(info.labels)} classes, clips of {prep.clip_len} x "
-            f"{prep.crop_size}x{prep.crop_size}, every {prep.frame_interval} frame(s)) on {model.provider}")
-
-
 def run_live(model_path: str | Path, source_spec: str, settings: RunSettings = RunSettings(), *,
-             provider: str = "auto", realtime: bool = False, loop: bool = False,
-             log: Callable[[str], None] = print) -> RunSummary:
-    """Open the model and the source, run until the end, and return the summary (what ``c3d-rt webcam`` does)."""
+             engine: str = "auto", precision: str = "auto", device: str = "auto", realtime: bool = False,
+             loop: bool = False, log: Callable[[str], None] = print) -> RunSummary:
+    """Open the engine and the source, run until the end, and return the summary (what ``c3d-rt webcam`` does).
+
+    The engine is loaded (and, for ``auto``, chosen) and warmed up before the source opens, so a model
+    that cannot run is refused before the camera starts, and the first window is not slowed by set-up.
+    """
+    from ..engines import open_engine
     from .sources import open_source
 
-    model = OrtModel(model_path, provider, spin=False)  # spinning threads would take the capture thread's core
-    log(f"model: {describe_model(model)}")
-    with open_source(source_spec, realtime=realtime, loop=loop) as source:
-        log(f"source: {source.description}; a prediction every {settings.stride} sampled frame(s)")
-        return LiveRecognizer(model, source, settings, log=log).run()
+    model = open_engine(model_path, engine, precision, device, log=log, live=True)
+    try:
+        model.warmup()
+        log(f"model: {model.describe()}")
+        with open_source(source_spec, realtime=realtime, loop=loop) as source:
+            log(f"source: {source.description}; a prediction every {settings.stride} sampled frame(s)")
+            return LiveRecognizer(model, source, settings, log=log).run()
+    finally:
+        model.close()

@@ -1,0 +1,235 @@
+"""``--engine auto``: time every proven engine x precision that runs here, take the fastest, remember it.
+
+Candidates are the plans (see :mod:`.registry`) whose library and device exist
+and whose file the exporter proved equivalent at that precision (``report.json``
+beside the file); the eager checkpoint is the reference itself. Each is loaded,
+warmed up and timed for a few batch-1 calls with the options the caller will
+use. The choice and its timing table are cached, keyed by the files (name, size,
+modification time, source hash), the CPU and GPU, and the library versions; a
+cache entry that cannot be read or no longer loads is rebuilt.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ..errors import C3DError
+from ..fileio import atomic_write_text, user_cache_dir
+from .base import Engine, EngineError, EngineUnavailable, time_calls
+from .registry import (CHECKPOINT, REPORT_FILE, Plan, availability, gpu_available, load_engine, load_plan, plans,
+                       proven_formats)
+
+CACHE_FILE = "auto.json"
+
+
+@dataclass
+class Trial:
+    key: str  # engine/precision/device
+    file: str
+    p50_ms: float | None = None
+    status: str = "ok"  # ok, skipped, failed
+    reason: str = ""
+
+
+@dataclass
+class AutoChoice:
+    chosen: str
+    trials: list[Trial] = field(default_factory=list)
+    cached: bool = False
+    date: str = ""
+    fallback: str = ""  # said when auto wanted a GPU and could not have one
+
+    def format(self) -> str:
+        head = f"auto chose {self.chosen}" + (f" (cached choice from {self.date})" if self.cached else "")
+        rows = [f"  {t.key:<24} {f'{t.p50_ms:9.2f} ms' if t.p50_ms is not None else '        -   '}  "
+                f"{t.status}{': ' + t.reason if t.reason else ''}" for t in self.trials]
+        return "\n".join([head + "; batch-1 p50 of each candidate:"] + rows + ([self.fallback] if self.fallback else []))
+
+
+def candidates(model: Path, devices: tuple[str, ...], checkpoint: Path | None) -> tuple[list[Plan], list[Trial]]:
+    """(plans worth timing, plans left out with the reason)."""
+    folder = model if model.is_dir() else model.parent
+    proven = proven_formats(folder)
+    chosen, skipped = [], []
+    for plan in plans(model, checkpoint=checkpoint, devices=devices):
+        why = availability(plan)
+        if not why and plan.lowered:
+            why = "not proven: the exporter checked the stored precision only (run `c3d-rt bench` to check it)"
+        elif not why and plan.fmt != CHECKPOINT and plan.fmt not in proven:
+            why = f"not proven: {REPORT_FILE} has no passing check of {plan.path.name}"
+        if why:
+            skipped.append(Trial(plan.key, plan.path.name, status="skipped", reason=why))
+        else:
+            chosen.append(plan)
+    return chosen, skipped
+
+
+def choose(model: str | Path, device: str = "auto", *, precision: str = "auto", checkpoint: str | Path | None = None,
+           iters: int = 5, use_cache: bool = True, log: Callable[[str], None] = print,
+           **options) -> tuple[Engine, AutoChoice]:
+    """Load the fastest proven engine for ``model`` (a folder or a file) on ``device`` (auto, cpu or cuda),
+    among all precisions or the one given."""
+    model = Path(model)
+    checkpoint = Path(checkpoint) if checkpoint else None
+    devices, fallback = _devices(device)
+    plans_to_time, skipped = candidates(model, devices, checkpoint)
+    if precision != "auto":
+        skipped += [Trial(p.key, p.path.name, status="skipped", reason=f"not {precision}") for p in plans_to_time
+                    if p.precision != precision]
+        plans_to_time = [p for p in plans_to_time if p.precision == precision]
+    if not plans_to_time:
+        raise EngineUnavailable(f"{model}: no proven engine runs here on {'/'.join(devices)}:\n"
+                                + "\n".join(f"  {t.key}: {t.reason}" for t in skipped)
+                                + "\nExport the model with `c3d-rt export CKPT --out DIR` (it proves each file).")
+    key = cache_key(plans_to_time, options)
+    if use_cache:
+        cached = _load_cached(key, plans_to_time, options)
+        if cached is not None:
+            engine, choice = cached
+            choice.fallback = fallback
+            return engine, choice
+    engine, trials = _time_all(plans_to_time, iters, log, options)
+    choice = AutoChoice(engine.key, sorted(trials, key=_order) + skipped, date=time.strftime("%Y-%m-%d %H:%M"),
+                        fallback=fallback)
+    if use_cache:
+        _store(key, choice)
+    return engine, choice
+
+
+def _devices(device: str) -> tuple[tuple[str, ...], str]:
+    if device == "cpu":
+        return ("cpu",), ""
+    if device == "cuda":
+        if not gpu_available():
+            raise EngineUnavailable("--device cuda: no usable NVIDIA GPU here (CUDA driver or device missing); "
+                                    "use --device cpu or --device auto")
+        return ("cuda",), ""
+    if gpu_available():
+        return ("cuda", "cpu"), ""
+    return ("cpu",), "no usable GPU here: auto looked at CPU engines only"
+
+
+def _time_all(to_time: list[Plan], iters: int, log, options) -> tuple[Engine, list[Trial]]:
+    best: tuple[float, Engine] | None = None
+    trials = []
+    for plan in to_time:
+        trial = Trial(plan.key, plan.path.name)
+        trials.append(trial)
+        try:
+            engine = load_plan(plan, **options)
+        except C3DError as exc:
+            trial.status, trial.reason = "failed", str(exc).splitlines()[0]
+            continue
+        try:
+            clips = np.zeros((1, *engine.input_shape), np.float32)
+            trial.p50_ms = round(float(np.median(time_calls(engine, clips, warmup=2, iters=iters))), 3)
+        except Exception as exc:  # an engine that breaks while timing is a failed trial, not a failed run
+            trial.status, trial.reason = "failed", f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+            engine.close()
+            continue
+        log(f"  auto: {plan.key:<24} p50 {trial.p50_ms:.2f} ms")
+        if best is None or trial.p50_ms < best[0]:
+            if best is not None:
+                best[1].close()
+            best = (trial.p50_ms, engine)
+        else:
+            engine.close()
+    if best is None:
+        raise EngineError("auto: every candidate engine failed to load or run:\n"
+                          + "\n".join(f"  {t.key}: {t.reason}" for t in trials))
+    return best[1], trials
+
+
+def _order(trial: Trial) -> float:
+    return trial.p50_ms if trial.p50_ms is not None else float("inf")
+
+
+# --- the cache -----------------------------------------------------------------------------------------
+
+
+def machine_fingerprint() -> dict:
+    """What makes one engine faster than another: the CPU (with its flags), the GPU, the library versions."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from .. import __version__
+
+    cpu = platform.processor()
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+        model = next((ln.split(":", 1)[1].strip() for ln in text.splitlines() if ln.startswith("model name")), cpu)
+        flags = next((ln.split(":", 1)[1].split() for ln in text.splitlines() if ln.startswith("flags")), [])
+        cpu = f"{model} ({' '.join(f for f in flags if f.startswith(('avx512', 'amx', 'avx_vnni')))})"
+    except OSError:
+        pass
+    libs = {}
+    for name in ("onnxruntime-gpu", "onnxruntime", "openvino", "torch"):
+        try:
+            libs[name] = version(name)
+        except PackageNotFoundError:
+            continue
+    gpu = None
+    if gpu_available() and "torch" in libs:
+        import torch
+
+        gpu = torch.cuda.get_device_name(0)
+    return {"cpu": cpu, "cores": os.cpu_count(), "gpu": gpu, "libraries": libs, "c3d_rt": __version__}
+
+
+def cache_key(to_time: list[Plan], options: dict) -> str:
+    files = []
+    for plan in to_time:
+        stat = plan.path.stat()
+        files.append([plan.key, str(plan.path.resolve()), stat.st_size, stat.st_mtime_ns])
+    payload = {"files": files, "machine": machine_fingerprint(), "options": {k: str(v) for k, v in options.items()}}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def _cache_path() -> Path:
+    return user_cache_dir() / CACHE_FILE
+
+
+def _read_cache() -> dict:
+    try:
+        data = json.loads(_cache_path().read_text())
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}  # missing or corrupt: rebuilt on the next store
+
+
+def _load_cached(key: str, to_time: list[Plan], options: dict) -> tuple[Engine, AutoChoice] | None:
+    entry = _read_cache().get(key)
+    try:
+        choice = AutoChoice(entry["chosen"], [Trial(**t) for t in entry["trials"]], cached=True, date=entry["date"])
+        plan = next(p for p in to_time if p.key == choice.chosen)
+        return load_plan(plan, **options), choice
+    except (TypeError, KeyError, StopIteration, C3DError):
+        return None  # no entry, a corrupt one, or a choice that no longer loads: time again
+
+
+def _store(key: str, choice: AutoChoice) -> None:
+    data = _read_cache()
+    entry = asdict(choice)
+    entry.pop("cached", None)
+    entry.pop("fallback", None)
+    data[key] = entry
+    atomic_write_text(json.dumps(data, indent=1), _cache_path())
+
+
+def open_engine(model: str | Path, engine: str = "auto", precision: str = "auto", device: str = "auto", *,
+                checkpoint: str | Path | None = None, log: Callable[[str], None] = print, **options) -> Engine:
+    """What ``--model/--engine/--precision/--device`` mean on every command: the engine named, or ``auto``'s
+    choice (whose timing table is printed)."""
+    if engine != "auto":
+        return load_engine(model, engine, precision, device, checkpoint=checkpoint, **options)
+    chosen, choice = choose(model, device, precision=precision, checkpoint=checkpoint, log=log, **options)
+    log(choice.format())
+    return chosen

@@ -1,0 +1,119 @@
+"""The one interface every runtime implements: ``engine(clips) -> logits``.
+
+An engine is built once from an exported artifact (or, for eager PyTorch, a
+checkpoint), says what it is (name, precision, device, the artifact's metadata),
+and maps float32 clips ``(B, 3, T, H, W)`` to float32 logits ``(B, classes)``.
+A call returns only when the device has finished, so timing a call times the
+work. The live recognizer, the benchmark, the exporter's proof and ``auto`` all
+go through this interface, so each runtime is loaded and called one way.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from pathlib import Path
+
+import numpy as np
+
+from ..artifacts import ArtifactInfo
+from ..errors import C3DError
+
+
+class EngineError(C3DError):
+    """An engine that cannot do what was asked: bad input, a device that failed, a model it cannot read."""
+
+
+class EngineUnavailable(EngineError):
+    """This engine, precision or device cannot run on this machine; the message says why and what to install."""
+
+
+class Engine(ABC):
+    """A loaded model: call it on clips, get logits. Subclasses implement ``_run`` (and ``close`` if needed).
+
+    Every loader takes ``threads`` (CPU threads; None: every core) and ``live`` (True in the live
+    recognizer: batch-1 latency, and idle threads sleep instead of spinning, since the capture thread
+    needs a core), plus options of its own.
+    """
+
+    name: str = ""  # the registry's engine name: torch, torchscript, ort, tensorrt, openvino
+    precision: str = "fp32"  # what it computes in: fp32, fp16, bf16, int8
+    device: str = "cpu"  # cpu or cuda
+    detail: str = ""  # how: provider, hints, I/O binding...
+
+    def __init__(self, path: Path, info: ArtifactInfo) -> None:
+        self.path, self.info = Path(path), info
+
+    # --- what it is ------------------------------------------------------------------------------
+
+    @property
+    def input_shape(self) -> tuple[int, int, int, int]:
+        """(3, T, H, W) of one clip, from the artifact's own metadata."""
+        return self.info.model_config.input_shape(1)[1:]
+
+    @property
+    def labels(self) -> list[str]:
+        return self.info.labels
+
+    @property
+    def key(self) -> str:
+        """``engine/precision/device``: how the bench, ``auto`` and the live summary name this engine."""
+        return f"{self.name}/{self.precision}/{self.device}"
+
+    def describe(self) -> str:
+        info, prep = self.info, self.info.preprocessing
+        how = f" ({self.detail})" if self.detail else ""
+        return (f"{self.path.name}: {self.name} {self.precision} on {self.device}{how}; {len(info.labels)} classes, "
+                f"clips of {prep.clip_len} x {prep.crop_size}x{prep.crop_size}, every {prep.frame_interval} frame(s)")
+
+    # --- running ---------------------------------------------------------------------------------
+
+    def __call__(self, clips: np.ndarray) -> np.ndarray:
+        """Logits ``(B, classes)`` float32 for clips ``(B, 3, T, H, W)``; returns after the device has finished."""
+        return self._run(self.check_input(clips))
+
+    def check_input(self, clips: np.ndarray) -> np.ndarray:
+        shape = tuple(getattr(clips, "shape", ()))
+        if not isinstance(clips, np.ndarray) or len(shape) != 5 or shape[1:] != self.input_shape or shape[0] < 1:
+            expected = ", ".join(map(str, self.input_shape))
+            raise EngineError(f"{self.path.name}: expected clips as a float32 array (B, {expected}) with B >= 1, "
+                              f"got {type(clips).__name__} of shape {shape}. Preprocess frames with "
+                              "c3d_rt.transforms.preprocess_clip and add a batch axis.")
+        if not np.issubdtype(clips.dtype, np.floating):
+            raise EngineError(f"{self.path.name}: expected float32 clips (mean-subtracted pixels), got {clips.dtype}. "
+                              "Preprocess frames with c3d_rt.transforms.preprocess_clip.")
+        return np.ascontiguousarray(clips, dtype=np.float32)
+
+    @abstractmethod
+    def _run(self, clips: np.ndarray) -> np.ndarray:
+        """Logits for validated, contiguous float32 clips."""
+
+    def warmup(self, batch: int = 1, iters: int = 2) -> None:
+        """First calls allocate, compile and tune; make them before anything is timed or a camera opens."""
+        clips = np.zeros((batch, *self.input_shape), np.float32)
+        for _ in range(iters):
+            self(clips)
+
+    def close(self) -> None:
+        """Free the runtime's memory (sessions, compiled models, device buffers)."""
+
+    def __enter__(self) -> "Engine":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def time_calls(engine, clips: np.ndarray, warmup: int, iters: int) -> list[float]:
+    """Milliseconds of ``iters`` calls after ``warmup`` untimed ones: the one timer of bench and ``auto``.
+
+    Each call is synchronised with its device (see :class:`Engine`), so these are real latencies.
+    """
+    for _ in range(warmup):
+        engine(clips)
+    samples = []
+    for _ in range(iters):
+        t0 = time.perf_counter()
+        engine(clips)
+        samples.append((time.perf_counter() - t0) * 1e3)
+    return samples

@@ -1,0 +1,104 @@
+"""PyTorch engines: eager from a training checkpoint (the reference of every check), and TorchScript.
+
+Eager runs fp32, bf16 by autocast (on CPUs with native bf16, and on GPUs), and
+fp16 on CUDA with the weights in half. fp32 on CUDA turns TF32 off, so fp32
+means fp32. ``channels_last`` (``channels_last_3d``) and ``compile``
+(``torch.compile``) are options: the bench measures whether they are faster.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..artifacts import ArtifactInfo
+from ..artifacts import load_torchscript as load_torchscript_artifact
+from .base import Engine, EngineUnavailable
+from .registry import Plan, precision_unavailable
+
+
+def checkpoint_info(path: Path) -> ArtifactInfo:
+    """An eager checkpoint described like an artifact (labels, preprocessing, model config, hash)."""
+    from ..checkpoint import load_checkpoint
+
+    return checkpoint_info_of(load_checkpoint(path))
+
+
+class TorchEngine(Engine):
+    """A torch module (eager or TorchScript) called under ``inference_mode``, synchronised with its device."""
+
+    def __init__(self, plan: Plan, info: ArtifactInfo, module, *, threads: int | None = None, live: bool = False,
+                 channels_last: bool = False, compile: bool = False) -> None:
+        import torch
+
+        super().__init__(plan.path, info)
+        self.name, self.precision, self.device = plan.engine, plan.precision, plan.device
+        _check_precision(plan)
+        if threads:
+            torch.set_num_threads(threads)
+        if plan.device == "cuda":
+            torch.backends.cudnn.benchmark = True  # fixed input shapes: let cuDNN pick its fastest kernels
+            torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = plan.precision != "fp32"
+        self.half = plan.precision == "fp16"
+        module = module.to(plan.device)
+        if self.half:
+            module = module.half()
+        self.memory_format = torch.channels_last_3d if channels_last else torch.contiguous_format
+        if channels_last:
+            module = module.to(memory_format=self.memory_format)
+        self.module = torch.compile(module) if compile else module
+        notes = [n for n, on in (("autocast", plan.precision == "bf16"), ("channels_last_3d", channels_last),
+                                 ("torch.compile", compile)) if on]
+        self.detail = ", ".join(notes)
+
+    def _run(self, clips: np.ndarray) -> np.ndarray:
+        import torch
+
+        with torch.inference_mode(), torch.autocast(self.device, dtype=torch.bfloat16,
+                                                    enabled=self.precision == "bf16"):
+            x = torch.from_numpy(clips).to(self.device, non_blocking=True)
+            x = (x.half() if self.half else x).contiguous(memory_format=self.memory_format)
+            logits = self.module(x).float().cpu().numpy()  # .cpu() waits for the GPU
+        return logits
+
+    def close(self) -> None:
+        self.module = None
+        if self.device == "cuda":
+            import torch
+
+            torch.cuda.empty_cache()
+
+
+def _check_precision(plan: Plan) -> None:
+    import torch
+
+    why = precision_unavailable(plan)
+    if why:
+        raise EngineUnavailable(why)
+    if plan.device == "cuda" and not torch.cuda.is_available():
+        raise EngineUnavailable("torch sees no CUDA GPU here")
+
+
+def load_eager(plan: Plan, **options) -> TorchEngine:
+    from ..checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(plan.path)
+    info = checkpoint_info_of(ckpt)
+    return TorchEngine(plan, info, ckpt.build_model(), **options)
+
+
+def checkpoint_info_of(ckpt) -> ArtifactInfo:
+    from .. import __version__
+    from ..config import Preprocessing
+
+    n = ckpt.model_config.num_classes
+    labels = ckpt.labels if ckpt.labels and len(ckpt.labels) == n else [f"class_{i}" for i in range(n)]
+    prep = ckpt.preprocessing or Preprocessing.for_model(ckpt.model_config)
+    return ArtifactInfo(labels, prep, ckpt.model_config, "fp32", "checkpoint", None, __version__, ckpt.sha256,
+                        str(Path(ckpt.path).resolve()))
+
+
+def load_torchscript(plan: Plan, **options) -> TorchEngine:
+    module, info = load_torchscript_artifact(plan.path)
+    return TorchEngine(plan, info, module, **options)

@@ -1,0 +1,178 @@
+"""OpenVINO IR artifacts (``.xml`` + ``.bin``) written from the exported fp32 ONNX file, and read back.
+
+The IR carries the same c3d-rt metadata as the ONNX file (one JSON string per key)
+in its ``rt_info``, under a ``c3d_rt`` section, so the runtime and the benchmark can
+read labels and preprocessing from an ``.xml`` exactly as they do from an ``.onnx``.
+The int8 IR is quantised by NNCF, with the classifier (fc8) kept in float.
+OpenVINO and NNCF are optional extras: they are imported only inside these functions.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import importlib
+import io
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .artifacts import INPUT_NAME, OUTPUT_NAME, ArtifactError, ArtifactInfo
+
+RT_SECTION = "c3d_rt"
+INSTALL_HINT = "pip install 'c3d-rt[openvino]'"
+
+
+def _import(name: str):
+    """The optional module ``name`` (openvino or nncf), or an error that says how to install it."""
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        raise ArtifactError(f"{name} is not installed; OpenVINO IR export needs it ({INSTALL_HINT}).") from None
+
+
+def companion_files(xml_path: Path) -> list[Path]:
+    """The files that make up one IR artifact: the graph (.xml) and its weights (.bin) beside it."""
+    xml_path = Path(xml_path)
+    return [xml_path, xml_path.with_suffix(".bin")]
+
+
+def _frontend_supports(framework: str, path: Path) -> bool:
+    """Whether OpenVINO's ``framework`` frontend recognises the file.
+
+    Asked before reading: given a file no frontend claims, OpenVINO tries each in turn and
+    TensorFlow's parser logs its failures to stderr, which a clear error here spares the user.
+    """
+    return _import("openvino").frontend.FrontEndManager().load_by_framework(framework).supported(str(path))
+
+
+def _convert(onnx_path: Path):
+    """The ONNX file as an OpenVINO model, with the ONNX frontend's stale copy of its metadata removed."""
+    ov = _import("openvino")
+    if not Path(onnx_path).is_file():
+        raise ArtifactError(f"{onnx_path}: no such ONNX file; write the fp32 ONNX export first.")
+    if not _frontend_supports("onnx", onnx_path):
+        raise ArtifactError(f"{onnx_path}: not an ONNX file; pass the fp32 .onnx written by `c3d-rt export`.")
+    try:
+        model = ov.convert_model(str(onnx_path))
+    except Exception as exc:
+        raise ArtifactError(f"{onnx_path}: OpenVINO cannot convert it ({type(exc).__name__}: {str(exc)[:200]}); "
+                            "re-export the fp32 ONNX file with `c3d-rt export`.") from None
+    # The ONNX frontend copies metadata_props into rt_info["framework"]; that copy says format "onnx"
+    # (and precision "fp32" for int8), so drop it: the c3d_rt section is the one source of truth.
+    rt_info = model.get_rt_info()
+    if "framework" in rt_info:
+        del rt_info["framework"]
+    names = (model.input(0).get_names(), model.output(0).get_names())
+    if len(model.inputs) != 1 or len(model.outputs) != 1 or INPUT_NAME not in names[0] or OUTPUT_NAME not in names[1]:
+        raise ArtifactError(f"{onnx_path}: expected one input {INPUT_NAME!r} and one output {OUTPUT_NAME!r}, got "
+                            f"inputs {[sorted(i.get_names()) for i in model.inputs]} and outputs "
+                            f"{[sorted(o.get_names()) for o in model.outputs]}; re-export it with `c3d-rt export`.")
+    return model
+
+
+def _save(model, info: ArtifactInfo, xml_path: Path) -> None:
+    """Embed ``info`` (format "openvino") in ``model``'s rt_info and write the .xml/.bin pair, weights as they are."""
+    ov = _import("openvino")
+    xml_path = Path(xml_path)
+    if xml_path.suffix != ".xml":
+        raise ArtifactError(f"{xml_path}: an OpenVINO IR path must end in .xml (its weights go beside it in .bin).")
+    for key, value in dataclasses.replace(info, fmt="openvino").to_metadata().items():
+        model.set_rt_info(value, [RT_SECTION, key])
+    ov.save_model(model, str(xml_path), compress_to_fp16=False)  # the default would halve fp32 weights to fp16
+
+
+def write_openvino_ir(onnx_path: Path, info: ArtifactInfo, xml_path: Path) -> None:
+    """Convert the fp32 ONNX export to an fp32 IR (dynamic batch kept), with c3d-rt metadata inside."""
+    _save(_convert(onnx_path), info, xml_path)
+
+
+def classifier_ops(model) -> list[str]:
+    """Friendly names of the MatMul that computes the logits (fc8), found by walking up from the output.
+
+    It stays in float for the reason given in ``export.classifier_nodes``: quantising it flips
+    top-1 between close classes, and it is a negligible share of C3D's work.
+    """
+    frontier = [model.output(OUTPUT_NAME).get_node()]
+    for _ in range(8):  # the ops between fc8 and the output: its bias Add, perhaps a Reshape or Convert
+        inputs = [v.get_node() for node in frontier for v in node.input_values()]
+        frontier = [n for n in inputs if n.get_type_name() not in ("Constant", "Parameter")]
+        matmuls = [n.get_friendly_name() for n in frontier if n.get_type_name() == "MatMul"]
+        if matmuls:
+            return matmuls
+    raise ArtifactError(f"found no MatMul producing {OUTPUT_NAME!r} within 8 ops of the output; the graph is not "
+                        "C3D's. Pass ignore_classifier=False to quantise every layer.")
+
+
+@contextlib.contextmanager
+def _quiet_nncf():
+    """Silence NNCF while it runs, then restore its log level.
+
+    NNCF logs INFO lines through its own stdout handler and draws rich progress bars on
+    stdout; the exporter prints its own one-line progress and report, so neither may reach
+    the user. Its handler holds the stdout of import time, so it is silenced by level (errors
+    still show); the bars are caught by redirecting stdout.
+    """
+    from nncf.common.logging import nncf_logger
+
+    level = nncf_logger.level
+    nncf_logger.setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):  # rich's Console resolves sys.stdout when it draws
+            yield
+    finally:
+        nncf_logger.setLevel(level)
+
+
+def write_openvino_int8(onnx_path: Path, info: ArtifactInfo, xml_path: Path, calib_clips: np.ndarray, *,
+                        ignore_classifier: bool = True, subset_size: int | None = None) -> dict[str, Any]:
+    """Quantise the fp32 ONNX export with NNCF post-training quantisation and write an int8 IR.
+
+    ``calib_clips`` is (N, 3, T, H, W); each clip is one calibration batch of 1. Returns what was
+    done (clip count, ignored ops, quantiser count, versions, seconds) for the export report.
+    """
+    ov, nncf = _import("openvino"), _import("nncf")
+    clips = np.asarray(calib_clips, dtype=np.float32)
+    if clips.ndim != 5 or len(clips) == 0:
+        raise ArtifactError(f"calibration clips must be a non-empty (N, 3, T, H, W) array; got shape {clips.shape}. "
+                            "Pass --calib DATA or let the exporter use synthetic clips.")
+    model = _convert(onnx_path)
+    ignored = classifier_ops(model) if ignore_classifier else []
+    n = min(len(clips), subset_size or len(clips))
+    start = time.perf_counter()
+    with _quiet_nncf():
+        quantized = nncf.quantize(model, nncf.Dataset(clips, lambda clip: clip[None]), subset_size=n,
+                                  ignored_scope=nncf.IgnoredScope(names=ignored) if ignored else None)
+    seconds = time.perf_counter() - start
+    _save(quantized, dataclasses.replace(info, precision="int8"), xml_path)
+    return {"calibration_clips": n, "ignored_ops": ignored,
+            "fake_quantize_ops": sum(op.get_type_name() == "FakeQuantize" for op in quantized.get_ops()),
+            "nncf_version": nncf.__version__, "openvino_version": ov.__version__, "seconds": round(seconds, 2)}
+
+
+def read_openvino_info(xml_path: Path) -> ArtifactInfo:
+    """Metadata of an OpenVINO IR artifact, from the ``c3d_rt`` section of its rt_info."""
+    ov = _import("openvino")
+    xml_path = Path(xml_path)
+    if not xml_path.is_file():
+        raise ArtifactError(f"{xml_path}: no such model file. Export one with `c3d-rt export CKPT --out DIR`.")
+    if not _frontend_supports("ir", xml_path):
+        raise ArtifactError(f"{xml_path}: not an OpenVINO IR .xml file (no <net> graph in it). "
+                            "Pass the .xml written by `c3d-rt export`.")
+    bin_path = companion_files(xml_path)[1]
+    if not bin_path.is_file():
+        raise ArtifactError(f"{xml_path}: its weights file {bin_path.name} is missing; "
+                            "keep the .xml and .bin together.")
+    try:
+        model = ov.Core().read_model(str(xml_path))
+    except Exception as exc:
+        raise ArtifactError(f"{xml_path}: not a readable OpenVINO IR "
+                            f"({type(exc).__name__}: {str(exc)[:200]}).") from None
+    if not model.has_rt_info([RT_SECTION]):
+        raise ArtifactError(f"{xml_path}: has no c3d-rt metadata (labels, clip length, preprocessing). "
+                            "Export it with `c3d-rt export CKPT`, which writes them into the file.")
+    section = model.get_rt_info([RT_SECTION]).astype(dict)  # {key: OVAny}; each holds the JSON string as written
+    return ArtifactInfo.from_metadata({key: value.astype(str) for key, value in section.items()}, str(xml_path))
