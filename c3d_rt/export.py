@@ -8,12 +8,15 @@ artifact is deleted, reported with its measured error, and the command fails.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import platform
 import shutil
 import tempfile
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -107,6 +110,32 @@ def data_sets_for(ckpt: Checkpoint, prep: Preprocessing, calib: str | Path | Non
     except DataError:
         return None, None
     return calib_set, held_out
+
+
+@contextlib.contextmanager
+def quiet_third_party():
+    """Silence the converters' advice while they write: none of it is the user's to act on.
+
+    torch.onnx logs "torchvision is not installed" for each op it cannot register (we use
+    none of them) and emits a FutureWarning about its own tree specs; TorchScript's trace,
+    freeze and save warn that TorchScript is deprecated (we know: it is offered for LibTorch
+    users); ONNX Runtime's quantiser logs on the root logger that a "pre-processing" step could
+    help (it is for models with shape inference problems, which ours has not). Errors still show.
+    """
+    names = ("torch.onnx", "torch.onnx._internal.exporter._registration", "")
+    loggers = [logging.getLogger(name) for name in names]
+    levels = [lg.level for lg in loggers]
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", category=UserWarning, module="torch")
+        for lg in loggers:
+            lg.setLevel(logging.ERROR)
+        try:
+            yield
+        finally:
+            for lg, level in zip(loggers, levels):
+                lg.setLevel(level)
 
 
 # --- writing each format ----------------------------------------------------------------------
@@ -349,7 +378,9 @@ def export_checkpoint(ckpt_path: str | Path, out_dir: str | Path = "export", *, 
             info = artifact_info(ckpt, labels, prep, spec.kind, spec.precision,
                                  None if spec.kind == "torchscript" else opset)
             try:
-                fp32_onnx = _write(fmt, model, info, tmp, staging, fp32_onnx, opset, calib_set, calib_clips, report)
+                with quiet_third_party():
+                    fp32_onnx = _write(fmt, model, info, tmp, staging, fp32_onnx, opset, calib_set, calib_clips,
+                                       report)
                 with proof_engine(tmp, fmt) as candidate:
                     compare(result, reference, candidate, inputs)
             except C3DError:

@@ -104,7 +104,7 @@ def classifier_ops(model) -> list[str]:
         if matmuls:
             return matmuls
     raise ArtifactError(f"found no MatMul producing {OUTPUT_NAME!r} within 8 ops of the output; the graph is not "
-                        "C3D's. Pass ignore_classifier=False to quantise every layer.")
+                        "C3D's. Pass ignore=\"none\" to quantise every layer.")
 
 
 @contextlib.contextmanager
@@ -127,30 +127,72 @@ def _quiet_nncf():
         nncf_logger.setLevel(level)
 
 
-def write_openvino_int8(onnx_path: Path, info: ArtifactInfo, xml_path: Path, calib_clips: np.ndarray, *,
-                        ignore_classifier: bool = True, subset_size: int | None = None) -> dict[str, Any]:
-    """Quantise the fp32 ONNX export with NNCF post-training quantisation and write an int8 IR.
+IGNORE = ("fc8", "fc", "none")  # which layers stay float: the logits layer, every FC layer, or none
 
-    ``calib_clips`` is (N, 3, T, H, W); each clip is one calibration batch of 1. Returns what was
-    done (clip count, ignored ops, quantiser count, versions, seconds) for the export report.
-    """
-    ov, nncf = _import("openvino"), _import("nncf")
-    clips = np.asarray(calib_clips, dtype=np.float32)
+
+def ignored_ops(model, ignore: str) -> list[str]:
+    """Names of the ops NNCF must leave in float for ``ignore`` (see ``IGNORE``)."""
+    if ignore not in IGNORE:
+        raise ArtifactError(f"unknown ignore {ignore!r}; choose {', '.join(IGNORE)}")
+    if ignore == "fc":
+        return [op.get_friendly_name() for op in model.get_ops() if op.get_type_name() == "MatMul"]
+    return classifier_ops(model) if ignore == "fc8" else []
+
+
+def _calibration(clips: np.ndarray):
+    nncf = _import("nncf")
+    clips = np.asarray(clips, dtype=np.float32)
     if clips.ndim != 5 or len(clips) == 0:
         raise ArtifactError(f"calibration clips must be a non-empty (N, 3, T, H, W) array; got shape {clips.shape}. "
                             "Pass --calib DATA or let the exporter use synthetic clips.")
+    return nncf.Dataset(clips, lambda clip: clip[None]), len(clips)
+
+
+def write_openvino_int8(onnx_path: Path, info: ArtifactInfo, xml_path: Path, calib_clips: np.ndarray, *,
+                        ignore: str = "fc8", subset_size: int | None = None,
+                        agreement_clips: np.ndarray | None = None, max_disagreement: float = 0.01,
+                        **quantize_options: Any) -> dict[str, Any]:
+    """Quantise the fp32 ONNX export with NNCF post-training quantisation and write an int8 IR.
+
+    ``calib_clips`` is (N, 3, T, H, W); each clip is one calibration batch of 1. With
+    ``agreement_clips``, NNCF's ``quantize_with_accuracy_control`` reverts layers to float until
+    top-1 agrees with the fp32 model on at least ``1 - max_disagreement`` of them (the exporter's
+    own rule, as NNCF's metric). Other keyword arguments go to ``nncf.quantize`` (e.g.
+    ``fast_bias_correction=False``). Returns what was done, for the export report.
+    """
+    ov, nncf = _import("openvino"), _import("nncf")
+    dataset, count = _calibration(calib_clips)
     model = _convert(onnx_path)
-    ignored = classifier_ops(model) if ignore_classifier else []
-    n = min(len(clips), subset_size or len(clips))
+    ignored = ignored_ops(model, ignore)
+    n = min(count, subset_size or count)
+    scope = nncf.IgnoredScope(names=ignored) if ignored else None
     start = time.perf_counter()
     with _quiet_nncf():
-        quantized = nncf.quantize(model, nncf.Dataset(clips, lambda clip: clip[None]), subset_size=n,
-                                  ignored_scope=nncf.IgnoredScope(names=ignored) if ignored else None)
+        if agreement_clips is None:
+            quantized = nncf.quantize(model, dataset, subset_size=n, ignored_scope=scope, **quantize_options)
+        else:
+            quantized = _quantize_to_agreement(ov, nncf, model, dataset, n, scope, agreement_clips, max_disagreement)
     seconds = time.perf_counter() - start
     _save(quantized, dataclasses.replace(info, precision="int8"), xml_path)
-    return {"calibration_clips": n, "ignored_ops": ignored,
+    return {"calibration_clips": n, "ignored_ops": ignored, "accuracy_control": agreement_clips is not None,
             "fake_quantize_ops": sum(op.get_type_name() == "FakeQuantize" for op in quantized.get_ops()),
-            "nncf_version": nncf.__version__, "openvino_version": ov.__version__, "seconds": round(seconds, 2)}
+            "nncf_version": nncf.__version__, "openvino_version": ov.__version__, "seconds": round(seconds, 2),
+            **{k: str(v) for k, v in quantize_options.items()}}
+
+
+def _quantize_to_agreement(ov, nncf, model, dataset, n, scope, clips: np.ndarray, max_disagreement: float):
+    """``quantize_with_accuracy_control`` whose metric is top-1 agreement with this fp32 model."""
+    reference = ov.Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    targets = [int(np.argmax(reference(clip[None])[0])) for clip in np.asarray(clips, np.float32)]
+    pairs = nncf.Dataset(list(zip(np.asarray(clips, np.float32), targets)), lambda pair: pair[0][None])
+
+    def agreement(compiled, items) -> float:
+        output = compiled.output(0)
+        return float(np.mean([int(np.argmax(compiled(clip[None])[output][0])) == target for clip, target in items]))
+
+    return nncf.quantize_with_accuracy_control(model, dataset, pairs, validation_fn=agreement,
+                                               max_drop=max_disagreement, drop_type=nncf.DropType.ABSOLUTE,
+                                               subset_size=n, ignored_scope=scope)
 
 
 def read_openvino_info(xml_path: Path) -> ArtifactInfo:

@@ -195,7 +195,9 @@ def read_info(path: Path) -> ArtifactInfo:
 
 def artifact_files(path: Path) -> list[Path]:
     """The files that make up one artifact: an OpenVINO IR is an .xml and its .bin."""
-    return [path, path.with_suffix(".bin")] if path.suffix == ".xml" else [path]
+    from ..openvino_ir import companion_files  # torch- and openvino-free at import
+
+    return companion_files(path) if path.suffix == ".xml" else [path]
 
 
 def artifact_size_mb(path: Path) -> float:
