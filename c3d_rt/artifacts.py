@@ -94,8 +94,12 @@ def read_onnx_info(path: str | Path) -> ArtifactInfo:
     return ArtifactInfo.from_metadata({p.key: p.value for p in model.metadata_props}, str(path))
 
 
-def load_torchscript(path: str | Path):
-    """(module, metadata) of a TorchScript artifact, from one load."""
+def load_torchscript(path: str | Path, device: str = "cpu"):
+    """(module, metadata) of a TorchScript artifact, from one load, onto ``device``.
+
+    A frozen module keeps its weights as graph constants, which ``module.to(device)`` does not
+    move: only ``map_location`` puts them on the GPU.
+    """
     import torch
 
     path = Path(path)
@@ -103,7 +107,7 @@ def load_torchscript(path: str | Path):
         raise ArtifactError(f"{path}: no such model file. Export one with `c3d-rt export CKPT --out DIR`.")
     extra = {TS_EXTRA_FILE: ""}
     try:
-        module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
+        module = torch.jit.load(str(path), map_location=device, _extra_files=extra)
     except Exception as exc:
         raise ArtifactError(f"{path}: not a loadable TorchScript file ({type(exc).__name__}: {str(exc)[:200]}).") from None
     if not extra[TS_EXTRA_FILE]:
