@@ -25,7 +25,8 @@ from c3d_rt.checkpoint import load_checkpoint
 from c3d_rt.config import Preprocessing
 from c3d_rt.engines import Plan, load_plan, time_calls
 from c3d_rt.engines.equivalence import judge, run_batched
-from c3d_rt.export import artifact_info, data_sets_for, real_clips, reference_engine, resolve_labels, write_onnx_fp32
+from c3d_rt.engines.torch_engines import reference_engine
+from c3d_rt.export import artifact_info, data_sets_for, real_clips, resolve_labels, write_onnx_fp32
 from c3d_rt.openvino_ir import write_openvino_int8
 
 VARIANTS = {  # name -> write_openvino_int8 keyword arguments

@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import gc
 import json
-import os
 import threading
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -32,6 +30,7 @@ from .engines.equivalence import judge, run_batched
 from .engines.registry import (CHECKPOINT, DEVICES, FORMATS, artifact_size_mb, availability, folder_files, read_info,
                                source_checkpoint)
 from .errors import C3DError
+from .fileio import atomic_path
 from .runtime.stats import percentiles
 
 PEER = "openvino-defaults"  # OpenVINO compiled with no settings on c3d.onnx: what a user would try first
@@ -86,6 +85,7 @@ class BenchSettings:
     e2e_precision: str = "auto"
     e2e_seconds: float = 10.0
     e2e_fps: float = 30.0
+    torch_variants: tuple[str, ...] = ()  # eager options measured as rows of their own: channels_last, compile
 
 
 @dataclass
@@ -156,19 +156,19 @@ def options_for(plan: Plan, batch: int, threads: int | None) -> dict:
 
 def measure(engine_for: Callable[[int], Engine], rows: list[Row], clips: np.ndarray, reference: np.ndarray,
             s: BenchSettings) -> list[Row]:
-    """Load (through ``engine_for(batch)``), check agreement once, and time every batch size of ``rows``."""
-    timings, loaded = {}, {}
+    """Load (through ``engine_for(batch)``), check the agreement of every engine loaded, and time every batch
+    size of ``rows``; each row gets the verdict of the engine it timed."""
+    timings, verdicts, loaded = {}, {}, {}
     try:
         with PeakMemory() as memory:
             for row in rows:
                 engine = engine_for(row.batch)
                 if id(engine) not in loaded:
                     loaded[id(engine)] = engine
-                row.detail, row.artifact = engine.detail, str(engine.path)
-                row.precision = engine.precision
-                timings[row.batch] = time_calls(engine, batch_of(clips, row.batch), s.warmup, s.iters)
-            first = loaded[next(iter(loaded))]
-            agreement = judge(reference, run_batched(first, clips), rows[0].precision)
+                    verdicts[id(engine)] = judge(reference, run_batched(engine, clips), engine.precision)
+                row.detail, row.artifact, row.precision = engine.detail, str(engine.path), engine.precision
+                timings[row.batch] = (time_calls(engine, batch_of(clips, row.batch), s.warmup, s.iters),
+                                      verdicts[id(engine)])
     except EngineUnavailable as exc:
         return [Row(rows[0].engine, rows[0].precision, rows[0].device, rows[0].batch, status="unavailable",
                     reason=str(exc).splitlines()[0])]
@@ -181,7 +181,8 @@ def measure(engine_for: Callable[[int], Engine], rows: list[Row], clips: np.ndar
             engine.close()
         gc.collect()
     for row in rows:
-        stats = percentiles(timings[row.batch])
+        samples, agreement = timings[row.batch]
+        stats = percentiles(samples)
         path = Path(row.artifact)
         row.size_mb = artifact_size_mb(path) if path.is_file() else None
         row.p50_ms, row.p95_ms, row.p99_ms, row.mean_ms = (round(stats[k], 3) for k in
@@ -195,16 +196,19 @@ def measure(engine_for: Callable[[int], Engine], rows: list[Row], clips: np.ndar
     return rows
 
 
-def bench_plan(plan: Plan, clips: np.ndarray, reference: np.ndarray, s: BenchSettings) -> list[Row]:
-    """All batch sizes of one engine at one precision on one device (one load per set of options)."""
-    rows = [Row(plan.engine, plan.precision, plan.device, b) for b in s.batches]
+def bench_plan(plan: Plan, clips: np.ndarray, reference: np.ndarray, s: BenchSettings,
+               variant: str = "") -> list[Row]:
+    """All batch sizes of one engine at one precision on one device (one load per set of options);
+    ``variant`` is a torch option measured as its own rows (``torch+compile``)."""
+    label = f"{plan.engine}+{variant}" if variant else plan.engine
+    rows = [Row(label, plan.precision, plan.device, b) for b in s.batches]
     why = availability(plan)
     if why:
-        return [Row(plan.engine, plan.precision, plan.device, s.batches[0], status="unavailable", reason=why)]
+        return [Row(label, plan.precision, plan.device, s.batches[0], status="unavailable", reason=why)]
     cache: dict[str, Engine] = {}
 
     def engine_for(batch: int) -> Engine:
-        options = options_for(plan, batch, s.threads)
+        options = {**options_for(plan, batch, s.threads), **({variant: True} if variant else {})}
         key = json.dumps(options, sort_keys=True)
         if key not in cache:
             cache[key] = load_plan(plan, **options)
@@ -285,7 +289,7 @@ def reference_logits(checkpoint, model_dir: Path, clips: np.ndarray) -> tuple[np
     """Eager fp32 on the CPU (no TF32, whatever the GPU) is the reference; without the checkpoint, ONNX Runtime
     CPU fp32 stands in."""
     if checkpoint is not None:
-        from .export import reference_engine
+        from .engines.torch_engines import reference_engine
 
         return run_batched(reference_engine(checkpoint, checkpoint.build_model()), clips), "eager fp32 (CPU)"
     plan = Plan("ort", "fp32", "cpu", model_dir / FORMATS["onnx"].file, "onnx")
@@ -295,37 +299,9 @@ def reference_logits(checkpoint, model_dir: Path, clips: np.ndarray) -> tuple[np
 
 
 def bench_machine() -> dict[str, Any]:
-    from .export import machine_info
+    from .machine import machine_info
 
-    info = machine_info()
-    try:
-        import openvino as ov
-
-        info["openvino"] = ov.__version__
-    except ImportError:
-        info["openvino"] = None
-    info.setdefault("gpu", None)
-    info["gpu_driver"] = _nvidia_driver()
-    info["cpu_flags"] = _cpu_flags()
-    return info
-
-
-def _cpu_flags() -> str:
-    """The CPU features that decide which path is fastest (AVX-512, VNNI, bf16, AMX)."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return ""
-    flags = next((ln.split(":", 1)[1].split() for ln in text.splitlines() if ln.startswith("flags")), [])
-    wanted = [f for f in flags if f.startswith(("avx512", "amx", "avx_vnni", "avx2", "fma", "f16c"))]
-    return " ".join(wanted)
-
-
-def _nvidia_driver() -> str | None:
-    path = Path("/proc/driver/nvidia/version")
-    if path.is_file():
-        return path.read_text().splitlines()[0].strip()
-    return None
+    return machine_info()
 
 
 # --- the whole benchmark -----------------------------------------------------------------------------
@@ -364,8 +340,12 @@ def run_bench(model_dir: str | Path = "export", settings: BenchSettings = BenchS
     log(f"reference: {reference_name} on {len(clips)} {clips_source}; batches {list(settings.batches)}, "
         f"{settings.warmup} warm-up + {settings.iters} timed calls each")
     for item in planned_rows(model_dir, ckpt_path, settings):
-        rows = [item] if isinstance(item, Row) else bench_plan(item, clips, reference, settings)
-        _add(report, rows, log)
+        if isinstance(item, Row):
+            _add(report, [item], log)
+            continue
+        _add(report, bench_plan(item, clips, reference, settings), log)
+        for variant in settings.torch_variants if item.engine == "torch" else ():
+            _add(report, bench_plan(item, clips, reference, settings, variant), log)
     if settings.peer:
         _add(report, bench_peer(model_dir, clips, reference, settings), log)
     if settings.auto:
@@ -519,16 +499,14 @@ def save_plot(report: BenchReport, path: str | Path) -> Path:
     ax.legend(fontsize=7)
     fig.tight_layout()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=120)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
     plt.close(fig)
-    os.replace(tmp, path)
     return path
 
 
 def save_outputs(report: BenchReport, json_path=None, markdown_path=None, plot_path=None) -> None:
-    from .checkpoint import atomic_write_text
+    from .fileio import atomic_write_text
 
     if json_path:
         atomic_write_text(json.dumps(report.to_dict(), indent=2) + "\n", Path(json_path))

@@ -19,7 +19,7 @@ import torch
 
 from .config import ModelConfig, Preprocessing
 from .errors import C3DError
-from .fileio import atomic_path, atomic_write_text  # noqa: F401  (re-exported: callers import them from here)
+from .fileio import atomic_path
 from .model import C3D, CONV_LAYERS
 
 FORMAT = "c3d-rt/1"

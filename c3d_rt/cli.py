@@ -10,7 +10,7 @@ from typing import Optional
 
 import typer
 
-from .engines.registry import ENGINES, PRECISIONS
+from .engines.registry import DEVICES, ENGINES, FORMATS, PRECISIONS
 from .errors import C3DError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -34,7 +34,7 @@ class Recipe(str, Enum):
 
 
 def _write_json(path: Path, payload: dict) -> None:
-    from .checkpoint import atomic_write_text
+    from .fileio import atomic_write_text
 
     atomic_write_text(json.dumps(payload, indent=2) + "\n", path)
 
@@ -133,9 +133,9 @@ def eval_(
 def export(
     ckpt: Path = typer.Argument(..., help="Checkpoint: c3d-rt's, the reference trainer's, or a Sports-1M state dict."),
     out: Path = typer.Option(Path("export"), "--out", "-o", help="Output folder."),
-    formats: Optional[str] = typer.Option(None, help="Comma-separated formats: torchscript, onnx, onnx-fp16, "
-                                                     "onnx-int8, openvino, openvino-int8 (default: all whose tools "
-                                                     "are installed; the OpenVINO ones need the openvino extra)."),
+    formats: Optional[str] = typer.Option(None, help=f"Comma-separated formats: {', '.join(FORMATS)} (default: all "
+                                                     "whose tools are installed; the OpenVINO ones need the openvino "
+                                                     "extra)."),
     opset: int = typer.Option(18, min=17, max=23, help="ONNX opset."),
     calib: Optional[Path] = typer.Option(None, help="Data folder for int8 calibration and the accuracy check "
                                                     "(default: the checkpoint's own split)."),
@@ -163,11 +163,19 @@ def verify(
     against: Optional[Path] = typer.Option(None, exists=True, dir_okay=False,
                                            help="Checkpoint to compare with (default: the source named in the file)."),
     calib: Optional[Path] = typer.Option(None, help="Data folder for real clips (default: the checkpoint's split)."),
+    engine: Optional[EngineName] = typer.Option(None, help="Check this engine on the file (e.g. openvino --precision "
+                                                           "bf16), so that --engine auto may use it; default: as the "
+                                                           "exporter checked it."),
+    precision: PrecisionName = typer.Option(PrecisionName.auto, help="With --engine: the precision to check."),
+    device: Device = typer.Option(Device.cpu, help="With --engine: the device to check on."),
 ) -> None:
-    """Re-run the equivalence check of an exported artifact."""
+    """Re-run the equivalence check of an exported artifact, and record it in the report.json beside it."""
     from .export import verify_artifact
 
-    r = verify_artifact(artifact, against, calib=calib)
+    if engine is not None and engine.value == "auto":
+        raise typer.BadParameter("verify checks one engine; name it (torch, ort, openvino, ...)", param_hint="--engine")
+    r = verify_artifact(artifact, against, calib=calib, engine=engine.value if engine else None,
+                        precision=precision.value, device=device.value)
     errors = f"max|d logits| {r.max_abs_err:.3g}, max|d prob| {r.max_prob_err:.3g}, " if r.max_abs_err is not None else ""
     agree = f"top-1 agreement {r.top1_agreement:.1%} on {r.checked_clips} clips" if r.top1_agreement is not None else ""
     typer.echo(f"{artifact}: {r.status} ({r.precision}) {errors}{agree}")
@@ -214,9 +222,11 @@ def webcam(
 @app.command()
 def bench(
     model: Path = typer.Option(Path("export"), "--model", "-m", help="The folder `c3d-rt export` wrote."),
-    engines: str = typer.Option("torch,torchscript,ort,tensorrt,openvino", help="Comma-separated engines."),
-    precision: str = typer.Option("fp32,fp16,bf16,int8", help="Comma-separated precisions."),
-    devices: str = typer.Option("cpu,cuda", help="Comma-separated devices (rows on a missing one say so)."),
+    engines: str = typer.Option(",".join(ENGINES), help="Comma-separated engines."),
+    precision: str = typer.Option(",".join(PRECISIONS), help="Comma-separated precisions."),
+    devices: str = typer.Option(",".join(DEVICES), help="Comma-separated devices (rows on a missing one say so)."),
+    torch_variants: str = typer.Option("", help="Also time eager torch with these options, as rows of their own: "
+                                                "channels_last, compile (comma-separated)."),
     batch: str = typer.Option("1,8", help="Comma-separated batch sizes."),
     threads: Optional[int] = typer.Option(None, min=1, help="CPU threads per engine (default: every core)."),
     warmup: int = typer.Option(3, min=0, help="Untimed calls first."),
@@ -234,13 +244,14 @@ def bench(
 ) -> None:
     """Compare engines and precisions: latency percentiles, throughput, memory and agreement with eager fp32."""
     from .bench import BenchSettings, format_table, parse_batches, parse_names, run_bench, save_outputs
-    from .engines import DEVICES
 
     settings = BenchSettings(engines=parse_names(engines, tuple(ENGINES), "engine"),
                              precisions=parse_names(precision, PRECISIONS, "precision"),
                              devices=parse_names(devices, DEVICES, "device"), batches=parse_batches(batch),
                              threads=threads, warmup=warmup, iters=iters, clips=clips, e2e=e2e,
-                             e2e_engine=e2e_engine.value, e2e_precision=e2e_precision.value, e2e_seconds=e2e_seconds)
+                             e2e_engine=e2e_engine.value, e2e_precision=e2e_precision.value, e2e_seconds=e2e_seconds,
+                             torch_variants=parse_names(torch_variants, ("channels_last", "compile"), "torch variant")
+                             if torch_variants else ())
     report = run_bench(model, settings, checkpoint=checkpoint, log=lambda m: typer.echo(m, err=True))
     typer.echo(format_table(report))
     save_outputs(report, json_out, markdown, plot)

@@ -12,7 +12,6 @@ import contextlib
 import json
 import logging
 import os
-import platform
 import shutil
 import tempfile
 import time
@@ -26,20 +25,22 @@ import torch
 
 from . import __version__
 from .artifacts import INPUT_NAME, OUTPUT_NAME, TS_EXTRA_FILE, ArtifactInfo, read_artifact_info
-from .checkpoint import Checkpoint, atomic_write_text, load_checkpoint
+from .checkpoint import Checkpoint, load_checkpoint
 from .config import Preprocessing
 from .data import DataError, VideoClipDataset, load_data_split
-from .engines import Engine, Plan, load_plan
+from .engines import Engine, Plan, load_plan, plans
 from .engines.equivalence import judge, run_batched
 from .engines.registry import (CHECKPOINT, DEFAULT_EXPORT_FORMATS, FORMATS, REPORT_FILE, artifact_files,
-                               artifact_sha256, artifact_size_mb, format_of, library_installed)
-from .engines.torch_engines import TorchEngine, checkpoint_info_of
+                               artifact_sha256, artifact_size_mb, availability, format_of, library_installed,
+                               proof_plan, read_report, resolve)
+from .engines.torch_engines import reference_engine
 from .errors import C3DError
+from .fileio import atomic_write_text
+from .machine import machine_info
 from .model import C3D
 
 DEFAULT_OPSET = 18
 RANDOM_BATCHES = (1, 3)  # batch 1 and a batch above 1: catches a specialised batch axis
-PROOF_ENGINE = {"torchscript": "torchscript", "onnx": "ort", "openvino": "openvino"}  # format kind -> engine
 
 
 class ExportError(C3DError):
@@ -242,17 +243,8 @@ def write_onnx_int8(fp32_path: Path, info: ArtifactInfo, path: Path, calib_clips
 
 
 def proof_engine(path: Path, fmt: str) -> Engine:
-    """The engine that proves a format: ONNX Runtime CPU, TorchScript or OpenVINO, at the format's precision."""
-    spec = FORMATS[fmt]
-    return load_plan(Plan(PROOF_ENGINE[spec.kind], spec.precision, "cpu", path, fmt))
-
-
-def reference_engine(ckpt: Checkpoint, model: C3D) -> Engine:
-    """The eager fp32 model on the CPU: the reference of every check."""
-    return TorchEngine(Plan("torch", "fp32", "cpu", ckpt.path, CHECKPOINT), checkpoint_info_of(ckpt), model)
-
-
-# --- the proof ----------------------------------------------------------------------------------
+    """The engine that proves a format: the registry's first CPU engine for it, at the format's precision."""
+    return load_plan(proof_plan(path, fmt))
 
 
 @dataclass
@@ -304,6 +296,7 @@ class ExportReport:
     real_source: str = ""
     calibration_clips: int = 0
     quantization: dict[str, Any] = field(default_factory=dict)  # what each quantiser did (NNCF's settings)
+    proofs: list[dict] = field(default_factory=list)  # engine/precision/device checks of lowered precisions
     seconds: float = 0.0
     machine: dict[str, Any] = field(default_factory=dict)
 
@@ -361,66 +354,132 @@ def export_checkpoint(ckpt_path: str | Path, out_dir: str | Path = "export", *, 
     check_out_dir(out_dir)
     calib_set, held_out = data_sets_for(ckpt, prep, calib)
     inputs = build_check_inputs(model, calib_set, held_out, check_clips)
-    report = ExportReport(str(ckpt_path), ckpt.sha256, str(out_dir), real_clips=len(inputs.real),
+    report = ExportReport(str(Path(ckpt_path).resolve()), ckpt.sha256, str(out_dir), real_clips=len(inputs.real),
                           real_source=inputs.real_source, machine=machine_info())
     log(f"checking against {len(inputs.real)} real clips ({inputs.real_source}) and random clips at batch "
         f"{', '.join(map(str, RANDOM_BATCHES))}")
-
-    reference = reference_engine(ckpt, model)
+    job = ExportJob(ckpt, model, labels, prep, opset, calib_set, calib_clips, reference_engine(ckpt, model), inputs,
+                    report)
     with tempfile.TemporaryDirectory(dir=out_dir, prefix=".export-") as staging:
-        staging = Path(staging)
-        fp32_onnx = None
+        job.staging = Path(staging)
         for fmt in _ordered(formats):
-            spec = FORMATS[fmt]
-            tmp = staging / spec.file
-            result = ArtifactResult(fmt, str(out_dir / spec.file), spec.precision)
-            t0 = time.perf_counter()
-            info = artifact_info(ckpt, labels, prep, spec.kind, spec.precision,
-                                 None if spec.kind == "torchscript" else opset)
-            try:
-                with quiet_third_party():
-                    fp32_onnx = _write(fmt, model, info, tmp, staging, fp32_onnx, opset, calib_set, calib_clips,
-                                       report)
-                with proof_engine(tmp, fmt) as candidate:
-                    compare(result, reference, candidate, inputs)
-            except C3DError:
-                raise
-            except Exception as exc:  # an exporter or runtime failure: report it, never half-write
-                result.status, result.reason = "FAILED", f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
-            result.seconds = round(time.perf_counter() - t0, 2)
-            result.size_mb = artifact_size_mb(tmp)
-            if result.status == "ok":
-                result.sha256 = artifact_sha256(tmp)
-                _publish(tmp, out_dir / spec.file)
-            else:  # never leave an older, unproven file under this name
-                for old in artifact_files(out_dir / spec.file):
-                    old.unlink(missing_ok=True)
+            result = job.export_one(fmt, out_dir)
             report.artifacts.append(result)
             log(_result_line(result))
-    report.seconds = round(time.perf_counter() - start, 2)
-    report.artifacts += _earlier_proofs(out_dir, ckpt.sha256, formats)
+    earlier = read_report(out_dir) if read_report(out_dir).get("source_sha256") == ckpt.sha256 else {}
+    report.artifacts += _earlier_results(out_dir, earlier, formats)
     report.artifacts.sort(key=lambda a: list(FORMATS).index(a.format))
+    report.proofs = prove_lowered_plans(out_dir, job, earlier, log)
+    report.seconds = round(time.perf_counter() - start, 2)
     atomic_write_text(json.dumps(report.to_dict(), indent=2) + "\n", out_dir / REPORT_FILE)
     return report
 
 
-def _earlier_proofs(out_dir: Path, sha256: str, formats: list[str]) -> list[ArtifactResult]:
+@dataclass
+class ExportJob:
+    """What every format of one export shares: the model, its reference engine, the check inputs."""
+
+    ckpt: Checkpoint
+    model: C3D
+    labels: list[str]
+    prep: Preprocessing
+    opset: int
+    calib_set: Any
+    calib_clips: int
+    reference: Engine
+    inputs: CheckInputs
+    report: ExportReport
+    staging: Path = Path()
+    fp32_onnx: Path | None = None  # written once, the source of every other ONNX/IR format
+
+    def export_one(self, fmt: str, out_dir: Path) -> ArtifactResult:
+        """Write one format to staging, prove it, and publish it only if it passed."""
+        spec = FORMATS[fmt]
+        tmp = self.staging / spec.file
+        result = ArtifactResult(fmt, str(out_dir / spec.file), spec.precision)
+        t0 = time.perf_counter()
+        try:
+            self.write(fmt, tmp)
+            self.prove(result, tmp, fmt)
+            if fmt == "openvino-int8" and result.status != "ok" and len(self.inputs.real):
+                # NNCF's own remedy: revert layers to float until top-1 agrees on the *calibration* clips
+                # (never the held-out ones the proof uses), then prove again.
+                self.write(fmt, tmp, accuracy_control=True)
+                self.prove(result, tmp, fmt)
+        except C3DError:
+            raise
+        except Exception as exc:  # an exporter or runtime failure: report it, never half-write
+            result.status, result.reason = "FAILED", f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
+        result.seconds = round(time.perf_counter() - t0, 2)
+        result.size_mb = artifact_size_mb(tmp)
+        if result.status == "ok":
+            result.sha256 = artifact_sha256(tmp)
+            _publish(tmp, out_dir / spec.file)
+        else:  # never leave an older, unproven file under this name
+            for old in artifact_files(out_dir / spec.file):
+                old.unlink(missing_ok=True)
+        return result
+
+    def prove(self, result: ArtifactResult, path: Path, fmt: str) -> None:
+        with proof_engine(path, fmt) as candidate:
+            compare(result, self.reference, candidate, self.inputs)
+
+    def write(self, fmt: str, tmp: Path, accuracy_control: bool = False) -> None:
+        spec = FORMATS[fmt]
+        info = artifact_info(self.ckpt, self.labels, self.prep, spec.kind, spec.precision,
+                             None if spec.kind == "torchscript" else self.opset)
+        with quiet_third_party():
+            self.fp32_onnx = _write(fmt, self.model, info, tmp, self.staging, self.fp32_onnx, self.opset,
+                                    self.calib_set, self.calib_clips, self.report, accuracy_control)
+
+
+def _earlier_results(out_dir: Path, earlier: dict, formats: list[str]) -> list[ArtifactResult]:
     """Proofs of files from an earlier export of the same checkpoint into this folder that this one left alone."""
     try:
-        earlier = json.loads((out_dir / REPORT_FILE).read_text())
-        if earlier.get("source_sha256") != sha256:
-            return []
         return [ArtifactResult(**a) for a in earlier.get("artifacts", []) if a.get("format") in FORMATS
                 and a["format"] not in formats and (out_dir / FORMATS[a["format"]].file).is_file()]
-    except (OSError, ValueError, TypeError):
+    except TypeError:
         return []
+
+
+def prove_lowered_plans(out_dir: Path, job: ExportJob, earlier: dict, log: Callable[[str], None]) -> list[dict]:
+    """Prove, on this machine, each precision that a runtime lowers an exported file to by itself (OpenVINO
+    bf16, TensorRT fp16, torch autocast), so that `--engine auto` may choose it; keep earlier proofs whose
+    file is unchanged."""
+    proofs = {p["plan"]: p for p in earlier.get("proofs", []) if isinstance(p, dict) and "plan" in p}
+    for plan in plans(out_dir, checkpoint=job.ckpt.path):
+        if not plan.lowered or availability(plan):
+            continue
+        proofs[plan.key] = prove_plan(plan, job.reference, job.inputs)
+        log(f"  {plan.key:<21} {proofs[plan.key]['status']:<6} {proofs[plan.key]['reason']}")
+    return [p for p in proofs.values() if (out_dir / p.get("file", "")).is_file() or p["plan"].startswith("torch/")]
+
+
+def prove_plan(plan: Plan, reference: Engine, inputs: CheckInputs) -> dict:
+    """Check one engine x precision x device on one file with the shared rules; the record report.json keeps."""
+    result = ArtifactResult(plan.fmt, str(plan.path), plan.precision)
+    try:
+        with load_plan(plan) as candidate:
+            compare(result, reference, candidate, inputs)
+    except Exception as exc:  # a runtime that breaks is a failed proof, not a failed export
+        result.status, result.reason = "FAILED", f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
+    result.sha256 = artifact_sha256(plan.path)
+    return proof_record(plan, result)
+
+
+def proof_record(plan: Plan, result: ArtifactResult) -> dict:
+    """What report.json keeps of the check of a lowered precision."""
+    return {"plan": plan.key, "file": plan.path.name, "sha256": result.sha256, "status": result.status,
+            "top1_agreement": result.top1_agreement, "max_abs_err": result.max_abs_err, "reason": result.reason,
+            "date": time.strftime("%Y-%m-%d")}
 
 
 def _ordered(formats: list[str]) -> list[str]:
     return sorted(dict.fromkeys(formats), key=list(FORMATS).index)
 
 
-def _write(fmt, model, info, tmp, staging, fp32_onnx, opset, calib_set, calib_clips, report) -> Path | None:
+def _write(fmt, model, info, tmp, staging, fp32_onnx, opset, calib_set, calib_clips, report,
+           accuracy_control=False) -> Path | None:
     """Write one format to ``tmp``; return the fp32 ONNX file that the other formats derive from."""
     if fmt == "torchscript":
         write_torchscript(model, info, tmp)
@@ -445,7 +504,8 @@ def _write(fmt, model, info, tmp, staging, fp32_onnx, opset, calib_set, calib_cl
         else:
             from .openvino_ir import write_openvino_int8
 
-            report.quantization["openvino-int8"] = write_openvino_int8(fp32_onnx, info, tmp, clips)
+            report.quantization["openvino-int8"] = write_openvino_int8(
+                fp32_onnx, info, tmp, clips, agreement_clips=clips if accuracy_control else None)
     return fp32_onnx
 
 
@@ -490,35 +550,44 @@ def format_report_table(report: ExportReport) -> str:
     return "\n".join(rows)
 
 
-def machine_info() -> dict[str, Any]:
-    import onnxruntime as ort
-
-    info = {"python": platform.python_version(), "torch": torch.__version__, "onnxruntime": ort.__version__,
-            "platform": platform.platform(), "cpu": _cpu_model(), "cores": os.cpu_count(),
-            "date": time.strftime("%Y-%m-%d"), "c3d_rt": __version__}
-    if torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name(0)
-    return info
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 # --- verify -------------------------------------------------------------------------------------
 
 
 def verify_artifact(artifact: str | Path, against: str | Path | None = None, *, calib: str | Path | None = None,
-                    check_clips: int = 100) -> ArtifactResult:
-    """Re-run the equivalence check of one artifact against its source checkpoint."""
+                    check_clips: int = 100, engine: str | None = None, precision: str = "auto",
+                    device: str = "cpu") -> ArtifactResult:
+    """Re-run the equivalence check of one artifact against its source checkpoint, and record it.
+
+    Without ``engine``, the file is checked as the exporter checked it. With one, that engine x
+    precision x device is checked on the file (e.g. OpenVINO lowering an fp32 IR to bf16), so that
+    ``--engine auto`` may choose it afterwards. Either way the result goes into the ``report.json``
+    beside the file, bound to the file's SHA-256.
+    """
     artifact = Path(artifact)
+    fmt = format_of(artifact)
+    if fmt == CHECKPOINT:
+        raise ExportError(f"{artifact}: a training checkpoint is the reference itself; verify an exported file "
+                          "(.onnx, .xml, .ts).")
     info = read_artifact_info(artifact)
+    ckpt = _source_of(artifact, info, against)
+    plan = resolve(artifact, engine, precision, device, checkpoint=ckpt.path) if engine else proof_plan(artifact, fmt)
+    model = ckpt.build_model()
+    calib_set, held_out = data_sets_for(ckpt, info.preprocessing, calib)
+    inputs = build_check_inputs(model, calib_set, held_out, check_clips)
+    result = ArtifactResult(fmt, str(artifact), plan.precision, size_mb=artifact_size_mb(artifact))
+    t0 = time.perf_counter()
+    try:
+        with load_plan(plan) as candidate:
+            compare(result, reference_engine(ckpt, model), candidate, inputs)
+    except Exception as exc:
+        result.status, result.reason = "FAILED", f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
+    result.seconds = round(time.perf_counter() - t0, 2)
+    result.sha256 = artifact_sha256(artifact)
+    _record(artifact.parent, plan, result, ckpt.sha256)
+    return result
+
+
+def _source_of(artifact: Path, info, against: str | Path | None) -> Checkpoint:
     source = Path(against) if against else Path(info.source_path)
     if not source.is_file():
         raise ExportError(f"{artifact}: its source checkpoint {source} is not there; pass --against CKPT.")
@@ -526,17 +595,22 @@ def verify_artifact(artifact: str | Path, against: str | Path | None = None, *, 
     if not against and ckpt.sha256 != info.source_sha256:
         raise ExportError(f"{source}: has changed since {artifact} was exported (SHA-256 {ckpt.sha256[:12]} vs "
                           f"{info.source_sha256[:12]}); pass --against CKPT to compare anyway.")
-    model = ckpt.build_model()
-    calib_set, held_out = data_sets_for(ckpt, info.preprocessing, calib)
-    inputs = build_check_inputs(model, calib_set, held_out, check_clips)
-    fmt = format_of(artifact)
-    result = ArtifactResult(fmt, str(artifact), info.precision, size_mb=artifact_size_mb(artifact))
+    return ckpt
 
-    t0 = time.perf_counter()
+
+def _record(folder: Path, plan: Plan, result: ArtifactResult, source_sha256: str) -> None:
+    """Write a verification into the folder's report.json (created if missing); skipped where it cannot be
+    written, and never for a checkpoint other than the one the report is about."""
+    report = read_report(folder) or {"source_sha256": source_sha256, "artifacts": [], "proofs": []}
+    if report.get("source_sha256") != source_sha256:
+        return
+    if plan.lowered:
+        proofs = [p for p in report.get("proofs", []) if isinstance(p, dict) and p.get("plan") != plan.key]
+        report["proofs"] = proofs + [proof_record(plan, result)]
+    else:
+        others = [a for a in report.get("artifacts", []) if isinstance(a, dict) and a.get("format") != plan.fmt]
+        report["artifacts"] = others + [asdict(result)]
     try:
-        with proof_engine(artifact, fmt) as candidate:
-            compare(result, reference_engine(ckpt, model), candidate, inputs)
-    except Exception as exc:
-        result.status, result.reason = "FAILED", f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
-    result.seconds = round(time.perf_counter() - t0, 2)
-    return result
+        atomic_write_text(json.dumps(report, indent=2) + "\n", folder / REPORT_FILE)
+    except OSError:
+        pass  # a read-only folder: the check still printed its verdict

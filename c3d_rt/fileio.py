@@ -45,9 +45,41 @@ def atomic_write_text(text: str, target: str | os.PathLike) -> None:
         tmp.write_text(text)
 
 
-def user_cache_dir(*parts: str) -> Path:
-    """``$XDG_CACHE_HOME/c3d-rt/...`` (``~/.cache/c3d-rt/...``): engine caches that survive a run."""
+def user_cache_dir(*parts: str) -> Path | None:
+    """``$XDG_CACHE_HOME/c3d-rt/...`` (``~/.cache/c3d-rt/...``): caches that survive a run.
+
+    None where it cannot be created (a read-only home, a bad XDG_CACHE_HOME): callers then run
+    without their cache, which only costs time.
+    """
     root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "c3d-rt"
     path = root.joinpath(*parts)
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None
     return path
+
+
+def read_json(path: Path | None, default):
+    """A JSON file's content, or ``default`` when it is missing, unreadable, corrupt or of another type."""
+    import json
+
+    if path is None:
+        return default
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return default
+    return value if isinstance(value, type(default)) else default
+
+
+def write_json_quietly(path: Path | None, value) -> None:
+    """Write a cache file atomically; a cache that cannot be written is skipped (it only saves time)."""
+    import json
+
+    if path is None:
+        return
+    try:
+        atomic_write_text(json.dumps(value, indent=1), path)
+    except OSError:
+        pass

@@ -13,7 +13,8 @@ from c3d_rt.checkpoint import load_checkpoint
 from c3d_rt.engines import ENGINES, EngineError, EngineUnavailable, choose, load_engine
 from c3d_rt.engines.equivalence import judge
 from c3d_rt.engines.registry import missing_library, resolve
-from c3d_rt.export import real_clips, reference_engine
+from c3d_rt.engines.torch_engines import reference_engine
+from c3d_rt.export import real_clips
 from c3d_rt.data import VideoClipDataset, load_data_split
 from c3d_rt.runtime import RunSettings, run_live
 
@@ -114,7 +115,7 @@ def test_auto_only_takes_what_the_exporter_proved(tiny_export, tmp_path, monkeyp
     timed = {t.key for t in choice.trials if t.p50_ms is not None}
     assert timed <= {"ort/fp32/cpu", "openvino/fp32/cpu", "torch/fp32/cpu"}
     skipped = {t.key: t.reason for t in choice.trials if t.status == "skipped"}
-    assert "report.json has no passing check of c3d.int8.onnx" in skipped["ort/int8/cpu"]
+    assert "report.json beside it has no passing check of c3d.int8.onnx" in skipped["ort/int8/cpu"]
 
 
 @pytest.mark.parametrize("engine,precision", [("openvino", "int8"), ("torch", "fp32")])
@@ -166,3 +167,65 @@ def test_tensorrt_fp32_and_fp16_where_installed(tiny_export, held_out_clips, ref
         with model:
             verdict = judge(reference(held_out_clips), model(held_out_clips), precision)
             assert verdict.ok, verdict.reason
+
+
+def test_a_file_changed_after_its_proof_is_not_proven_until_verified(tiny_export, tmp_path, monkeypatch):
+    import onnx
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    folder = tmp_path / "export"
+    shutil.copytree(tiny_export[0], folder)
+    model = onnx.load(str(folder / "c3d.onnx"))
+    fc8 = next(t for t in model.graph.initializer if "fc8" in t.name and "weight" in t.name)
+    fc8.CopyFrom(onnx.numpy_helper.from_array(np.ascontiguousarray(onnx.numpy_helper.to_array(fc8)[::-1]), fc8.name))
+    onnx.save(model, str(folder / "c3d.onnx"))  # same metadata, different weights
+    engine, choice = choose(folder, "cpu", **QUIET)
+    engine.close()
+    skipped = {t.key: t.reason for t in choice.trials if t.status == "skipped"}
+    assert "no passing check of c3d.onnx as it is now" in skipped["ort/fp32/cpu"]
+    from c3d_rt.export import verify_artifact
+
+    result = verify_artifact(folder / "c3d.onnx", check_clips=8)
+    assert result.status == "FAILED"
+    recorded = {a["format"]: a for a in json.loads((folder / "report.json").read_text())["artifacts"]}
+    assert recorded["onnx"]["status"] == "FAILED" and recorded["onnx"]["sha256"]
+
+
+def test_verify_with_an_engine_records_its_proof(tiny_export, tmp_path, monkeypatch):
+    pytest.importorskip("openvino", reason="OpenVINO is not installed (the openvino extra)")
+    from c3d_rt.export import verify_artifact
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    folder = tmp_path / "export"
+    shutil.copytree(tiny_export[0], folder)
+    result = verify_artifact(folder / "c3d.onnx", engine="openvino", precision="fp32", check_clips=8)
+    assert result.status == "ok" and result.max_abs_err < 1e-3
+    recorded = {a["format"]: a for a in json.loads((folder / "report.json").read_text())["artifacts"]}
+    assert recorded["onnx"]["sha256"] == result.sha256 and recorded["onnx"]["status"] == "ok"
+
+
+def test_an_unwritable_cache_costs_time_not_the_run(tiny_export, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", "/dev/null/not-a-folder")
+    engine, choice = choose(tiny_export[0], "cpu", **QUIET)
+    engine.close()
+    assert choice.chosen and not choice.cached
+
+
+def test_a_graph_that_disagrees_with_its_metadata_is_refused_at_load(tiny_export, tmp_path):
+    pytest.importorskip("openvino", reason="OpenVINO is not installed (the openvino extra)")
+    from c3d_rt.artifacts import ArtifactError, read_onnx_info
+    from c3d_rt.config import ModelConfig
+    from c3d_rt.openvino_ir import write_openvino_ir
+
+    info = read_onnx_info(tiny_export[0] / "c3d.onnx")
+    wrong = dataclasses.replace(info, model_config=ModelConfig(**{**info.model_config.to_dict(), "crop_size": 48}))
+    write_openvino_ir(tiny_export[0] / "c3d.onnx", wrong, tmp_path / "wrong.xml")
+    with pytest.raises(ArtifactError, match=r"metadata says clips of \(B, 3, 16, 48, 48\) but the graph takes"):
+        load_engine(tmp_path / "wrong.xml", "openvino", "fp32", "cpu")
+
+
+def test_a_closed_engine_says_so(tiny_export, held_out_clips):
+    model = load_engine(tiny_export[0], "ort", "fp32", "cpu")
+    model.close()
+    with pytest.raises(EngineError, match="was closed; load it again"):
+        model(held_out_clips[:1])

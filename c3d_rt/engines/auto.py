@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import platform
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -23,10 +21,10 @@ from typing import Callable
 import numpy as np
 
 from ..errors import C3DError
-from ..fileio import atomic_write_text, user_cache_dir
+from ..fileio import read_json, user_cache_dir, write_json_quietly
 from .base import Engine, EngineError, EngineUnavailable, time_calls
-from .registry import (CHECKPOINT, REPORT_FILE, Plan, availability, gpu_available, load_engine, load_plan, plans,
-                       proven_formats)
+from .registry import (Plan, artifact_sha256, availability, gpu_available, load_engine, load_plan, plans,
+                       unproven)
 
 CACHE_FILE = "auto.json"
 
@@ -58,14 +56,9 @@ class AutoChoice:
 def candidates(model: Path, devices: tuple[str, ...], checkpoint: Path | None) -> tuple[list[Plan], list[Trial]]:
     """(plans worth timing, plans left out with the reason)."""
     folder = model if model.is_dir() else model.parent
-    proven = proven_formats(folder)
     chosen, skipped = [], []
     for plan in plans(model, checkpoint=checkpoint, devices=devices):
-        why = availability(plan)
-        if not why and plan.lowered:
-            why = "not proven: the exporter checked the stored precision only (run `c3d-rt bench` to check it)"
-        elif not why and plan.fmt != CHECKPOINT and plan.fmt not in proven:
-            why = f"not proven: {REPORT_FILE} has no passing check of {plan.path.name}"
+        why = availability(plan) or unproven(plan, folder)
         if why:
             skipped.append(Trial(plan.key, plan.path.name, status="skipped", reason=why))
         else:
@@ -87,9 +80,11 @@ def choose(model: str | Path, device: str = "auto", *, precision: str = "auto", 
                     if p.precision != precision]
         plans_to_time = [p for p in plans_to_time if p.precision == precision]
     if not plans_to_time:
-        raise EngineUnavailable(f"{model}: no proven engine runs here on {'/'.join(devices)}:\n"
+        raise EngineUnavailable(f"{model}: auto found no proven engine that runs here on {'/'.join(devices)}:\n"
                                 + "\n".join(f"  {t.key}: {t.reason}" for t in skipped)
-                                + "\nExport the model with `c3d-rt export CKPT --out DIR` (it proves each file).")
+                                + "\nName an engine to run a file unproven (e.g. --engine ort), prove one with "
+                                "`c3d-rt verify FILE` (it records the proof beside the file), or export again with "
+                                "`c3d-rt export CKPT --out DIR`.")
     key = cache_key(plans_to_time, options)
     if use_cache:
         cached = _load_cached(key, plans_to_time, options)
@@ -110,12 +105,12 @@ def _devices(device: str) -> tuple[tuple[str, ...], str]:
         return ("cpu",), ""
     if device == "cuda":
         if not gpu_available():
-            raise EngineUnavailable("--device cuda: no usable NVIDIA GPU here (CUDA driver or device missing); "
-                                    "use --device cpu or --device auto")
+            raise EngineUnavailable("--device cuda: no usable NVIDIA GPU here (no NVIDIA driver: libcuda.so.1 not "
+                                    "found); use --device cpu or --device auto")
         return ("cuda",), ""
     if gpu_available():
         return ("cuda", "cpu"), ""
-    return ("cpu",), "no usable GPU here: auto looked at CPU engines only"
+    return ("cpu",), "no NVIDIA GPU here: auto looked at CPU engines only"
 
 
 def _time_all(to_time: list[Plan], iters: int, log, options) -> tuple[Engine, list[Trial]]:
@@ -157,71 +152,46 @@ def _order(trial: Trial) -> float:
 
 
 def machine_fingerprint() -> dict:
-    """What makes one engine faster than another: the CPU (with its flags), the GPU, the library versions."""
-    from importlib.metadata import PackageNotFoundError, version
+    """What makes one engine faster than another: the CPU (with its speed flags), the GPU, the versions."""
+    from ..machine import machine_info
 
-    from .. import __version__
-
-    cpu = platform.processor()
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-        model = next((ln.split(":", 1)[1].strip() for ln in text.splitlines() if ln.startswith("model name")), cpu)
-        flags = next((ln.split(":", 1)[1].split() for ln in text.splitlines() if ln.startswith("flags")), [])
-        cpu = f"{model} ({' '.join(f for f in flags if f.startswith(('avx512', 'amx', 'avx_vnni')))})"
-    except OSError:
-        pass
-    libs = {}
-    for name in ("onnxruntime-gpu", "onnxruntime", "openvino", "torch"):
-        try:
-            libs[name] = version(name)
-        except PackageNotFoundError:
-            continue
-    gpu = None
-    if gpu_available() and "torch" in libs:
-        import torch
-
-        gpu = torch.cuda.get_device_name(0)
-    return {"cpu": cpu, "cores": os.cpu_count(), "gpu": gpu, "libraries": libs, "c3d_rt": __version__}
+    return {k: v for k, v in machine_info().items() if k not in ("date", "platform")}
 
 
 def cache_key(to_time: list[Plan], options: dict) -> str:
-    files = []
-    for plan in to_time:
-        stat = plan.path.stat()
-        files.append([plan.key, str(plan.path.resolve()), stat.st_size, stat.st_mtime_ns])
+    files = [[plan.key, str(plan.path.resolve()), artifact_sha256(plan.path)] for plan in to_time]
     payload = {"files": files, "machine": machine_fingerprint(), "options": {k: str(v) for k, v in options.items()}}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
-def _cache_path() -> Path:
-    return user_cache_dir() / CACHE_FILE
-
-
-def _read_cache() -> dict:
-    try:
-        data = json.loads(_cache_path().read_text())
-        return data if isinstance(data, dict) else {}
-    except (OSError, ValueError):
-        return {}  # missing or corrupt: rebuilt on the next store
+def _cache_path() -> Path | None:
+    folder = user_cache_dir()
+    return folder / CACHE_FILE if folder else None
 
 
 def _load_cached(key: str, to_time: list[Plan], options: dict) -> tuple[Engine, AutoChoice] | None:
-    entry = _read_cache().get(key)
+    entry = read_json(_cache_path(), {}).get(key)
     try:
-        choice = AutoChoice(entry["chosen"], [Trial(**t) for t in entry["trials"]], cached=True, date=entry["date"])
+        trials = [Trial(t["key"], t["file"], None if t["p50_ms"] is None else float(t["p50_ms"]), str(t["status"]),
+                        str(t["reason"])) for t in entry["trials"]]
+        choice = AutoChoice(str(entry["chosen"]), trials, cached=True, date=str(entry["date"]))
         plan = next(p for p in to_time if p.key == choice.chosen)
+    except (TypeError, KeyError, ValueError, StopIteration):
+        return None  # no entry, or a corrupt one: time again
+    try:
         return load_plan(plan, **options), choice
-    except (TypeError, KeyError, StopIteration, C3DError):
-        return None  # no entry, a corrupt one, or a choice that no longer loads: time again
+    except Exception:  # a cached choice that no longer loads: time again
+        return None
 
 
 def _store(key: str, choice: AutoChoice) -> None:
-    data = _read_cache()
+    path = _cache_path()
+    data = read_json(path, {})
     entry = asdict(choice)
     entry.pop("cached", None)
     entry.pop("fallback", None)
     data[key] = entry
-    atomic_write_text(json.dumps(data, indent=1), _cache_path())
+    write_json_quietly(path, data)
 
 
 def open_engine(model: str | Path, engine: str = "auto", precision: str = "auto", device: str = "auto", *,

@@ -68,8 +68,12 @@ class Engine(ABC):
 
     # --- running ---------------------------------------------------------------------------------
 
+    closed = False
+
     def __call__(self, clips: np.ndarray) -> np.ndarray:
         """Logits ``(B, classes)`` float32 for clips ``(B, 3, T, H, W)``; returns after the device has finished."""
+        if self.closed:
+            raise EngineError(f"{self.key} on {self.path.name} was closed; load it again to run it")
         return self._run(self.check_input(clips))
 
     def check_input(self, clips: np.ndarray) -> np.ndarray:
@@ -79,23 +83,35 @@ class Engine(ABC):
             raise EngineError(f"{self.path.name}: expected clips as a float32 array (B, {expected}) with B >= 1, "
                               f"got {type(clips).__name__} of shape {shape}. Preprocess frames with "
                               "c3d_rt.transforms.preprocess_clip and add a batch axis.")
-        if not np.issubdtype(clips.dtype, np.floating):
+        if clips.dtype != np.float32:
             raise EngineError(f"{self.path.name}: expected float32 clips (mean-subtracted pixels), got {clips.dtype}. "
-                              "Preprocess frames with c3d_rt.transforms.preprocess_clip.")
-        return np.ascontiguousarray(clips, dtype=np.float32)
+                              "Preprocess frames with c3d_rt.transforms.preprocess_clip (float32).")
+        return np.ascontiguousarray(clips)
 
     @abstractmethod
     def _run(self, clips: np.ndarray) -> np.ndarray:
         """Logits for validated, contiguous float32 clips."""
 
     def warmup(self, batch: int = 1, iters: int = 2) -> None:
-        """First calls allocate, compile and tune; make them before anything is timed or a camera opens."""
+        """First calls allocate, compile and tune; make them before anything is timed or a camera opens.
+
+        A model whose graph does not take the clips its metadata describes fails here, before a camera opens.
+        """
         clips = np.zeros((batch, *self.input_shape), np.float32)
-        for _ in range(iters):
-            self(clips)
+        try:
+            for _ in range(iters):
+                self(clips)
+        except EngineError:
+            raise
+        except Exception as exc:
+            expected = ", ".join(map(str, self.input_shape))
+            raise EngineError(f"{self.path}: {self.key} cannot run the clips its metadata describes (B, {expected}) "
+                              f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]}). The file and its metadata "
+                              "disagree: export the checkpoint again.") from None
 
     def close(self) -> None:
-        """Free the runtime's memory (sessions, compiled models, device buffers)."""
+        """Free the runtime's memory (sessions, compiled models, device buffers); subclasses call this last."""
+        self.closed = True
 
     def __enter__(self) -> "Engine":
         return self

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..artifacts import ArtifactError
 from .base import Engine, EngineError, EngineUnavailable
 from ..fileio import user_cache_dir
 from .registry import Plan, precision_unavailable, read_info
@@ -38,6 +39,7 @@ class OpenVinoEngine(Engine):
         except Exception as exc:
             raise EngineError(f"{plan.path}: OpenVINO could not compile it ({type(exc).__name__}: "
                               f"{str(exc).splitlines()[0][:300]})") from None
+        self._check_signature()
         self.output = self.compiled.output(0)
         self.request = self.compiled.create_infer_request()
         self.streams = int(self.compiled.get_property("NUM_STREAMS"))
@@ -45,8 +47,17 @@ class OpenVinoEngine(Engine):
         hint = self.compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()  # f32, bf16, f16
         how = "no settings (OpenVINO's defaults)" if mode == "defaults" else f"{mode} hint"
         self.detail = f"{how}, {self.streams} stream(s), inference precision {hint}"
-        if mode == "defaults":
+        if mode == "defaults" and plan.precision == "fp32":  # its defaults may lower fp32 to bf16
             self.precision = "bf16" if hint == "bf16" else "fp32"
+
+    def _check_signature(self) -> None:
+        """Refuse a file whose graph does not take the clips its metadata describes (before a camera opens)."""
+        shape = self.compiled.input(0).get_partial_shape()
+        dims = [d.get_length() if d.is_static else None for d in shape][1:]
+        if len(self.compiled.inputs) != 1 or dims != list(self.input_shape):
+            expected = ", ".join(map(str, self.input_shape))
+            raise ArtifactError(f"{self.path}: its metadata says clips of (B, {expected}) but the graph takes "
+                                f"{shape}. Re-export the checkpoint.")
 
     @staticmethod
     def _config(plan: Plan, mode: str, threads: int | None, cache: bool) -> dict:
@@ -55,8 +66,9 @@ class OpenVinoEngine(Engine):
                   "PERFORMANCE_HINT": mode.upper()}
         if threads:
             config["INFERENCE_NUM_THREADS"] = threads
-        if cache:
-            config["CACHE_DIR"] = str(user_cache_dir("openvino"))
+        cache_dir = user_cache_dir("openvino") if cache else None
+        if cache_dir is not None:
+            config["CACHE_DIR"] = str(cache_dir)
         return config
 
     def _run(self, clips: np.ndarray) -> np.ndarray:
@@ -76,6 +88,7 @@ class OpenVinoEngine(Engine):
 
     def close(self) -> None:
         self.queue = self.request = self.compiled = None
+        super().close()
 
 
 def load_openvino(plan: Plan, **options) -> OpenVinoEngine:

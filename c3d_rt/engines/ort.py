@@ -16,7 +16,7 @@ import numpy as np
 from ..artifacts import INPUT_NAME, OUTPUT_NAME, ArtifactError, read_onnx_info
 from ..fileio import user_cache_dir
 from .base import Engine, EngineError, EngineUnavailable
-from .registry import Plan, cuda_driver_present
+from .registry import Plan
 
 CPU, CUDA, TRT = "CPUExecutionProvider", "CUDAExecutionProvider", "TensorrtExecutionProvider"
 
@@ -41,11 +41,11 @@ def provider_chain(engine: str, precision: str, device: str, cuda_graph: bool) -
         cuda_options["enable_cuda_graph"] = "1"
     chain: list = [(CUDA, cuda_options), CPU]
     if engine == "tensorrt":
-        cache = str(user_cache_dir("tensorrt"))
-        trt_options = {"trt_fp16_enable": "1" if precision == "fp16" else "0",
-                       "trt_int8_enable": "1" if precision == "int8" else "0",
-                       "trt_engine_cache_enable": "1", "trt_engine_cache_path": cache,
-                       "trt_timing_cache_enable": "1", "trt_timing_cache_path": cache}
+        cache = user_cache_dir("tensorrt")
+        trt_options = {"trt_fp16_enable": "1" if precision == "fp16" else "0"}
+        if cache is not None:  # engines take minutes to build: keep them
+            trt_options.update({"trt_engine_cache_enable": "1", "trt_engine_cache_path": str(cache),
+                                "trt_timing_cache_enable": "1", "trt_timing_cache_path": str(cache)})
         chain.insert(0, (TRT, trt_options))
     return chain
 
@@ -146,11 +146,10 @@ class OrtEngine(Engine):
     def close(self) -> None:
         self._bindings.clear()
         self.session = None
+        super().close()
 
 
 def load_ort(plan: Plan, **options) -> OrtEngine:
-    if plan.device == "cuda" and not cuda_driver_present():
-        raise EngineUnavailable("no NVIDIA driver on this machine (libcuda.so.1 not found)")
     return OrtEngine(plan, **options)
 
 

@@ -11,18 +11,20 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..artifacts import ArtifactError, ArtifactInfo, read_artifact_info
 from ..errors import C3DError
+from ..fileio import read_json, user_cache_dir, write_json_quietly
+from ..machine import cpu_has_bf16, cuda_driver_present
 from .base import Engine, EngineError, EngineUnavailable
 
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 DEVICES = ("cpu", "cuda")
 CHECKPOINT = "checkpoint"  # the eager model's "format": a training checkpoint, not an export
 REPORT_FILE = "report.json"  # written by the exporter: which formats were proven, and how
+DIGESTS_FILE = "digests.json"  # in the user cache: file SHA-256s by path, size and modification time
 
 
 @dataclass(frozen=True)
@@ -64,8 +66,9 @@ ENGINES: dict[str, EngineSpec] = {e.name: e for e in (
     EngineSpec("ort", "ort:load_ort", "onnxruntime", "pip install onnxruntime-gpu", ("cpu", "cuda"),
                {"fp32": ("onnx",), "fp16": ("onnx-fp16",), "int8": ("onnx-int8",)},
                "ONNX Runtime; on CUDA with I/O binding and CUDA graphs"),
+    # No int8 row: TensorRT takes only symmetric int8 Q/DQ; c3d.int8.onnx has asymmetric uint8 activations.
     EngineSpec("tensorrt", "ort:load_tensorrt", "onnxruntime", "pip install onnxruntime-gpu, and TensorRT", ("cuda",),
-               {"fp32": ("onnx",), "fp16": ("onnx",), "int8": ("onnx-int8",)},
+               {"fp32": ("onnx",), "fp16": ("onnx",)},
                "TensorRT through ONNX Runtime's provider (fp16 kernels only when fp16 is asked)"),
     EngineSpec("openvino", "openvino_engine:load_openvino", "openvino", "pip install 'c3d-rt[openvino]'", ("cpu",),
                {"fp32": ("openvino", "onnx"), "bf16": ("openvino", "onnx"), "int8": ("openvino-int8", "onnx-int8")},
@@ -108,40 +111,29 @@ def missing_library(spec: EngineSpec) -> str:
     return f"{spec.library} is not installed ({spec.install})"
 
 
-def cuda_driver_present() -> bool:
-    """Whether an NVIDIA driver is installed (without it, asking ORT for CUDA only prints load errors)."""
-    import ctypes
-    import sys
-
-    for name in (["nvcuda.dll"] if sys.platform == "win32" else ["libcuda.so.1", "libcuda.dylib"]):
-        try:
-            ctypes.CDLL(name)
-            return True
-        except OSError:
-            continue
-    return False
-
-
 def gpu_available() -> bool:
-    """A usable NVIDIA GPU: torch says so where torch is installed; otherwise the driver is present."""
-    if library_installed("torch"):
-        import torch
-
-        return torch.cuda.is_available()
+    """An NVIDIA driver is here (each engine then says whether its runtime can use the GPU)."""
     return cuda_driver_present()
 
 
-def cpu_flags() -> set[str]:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return set()
-    return set(next((ln.split(":", 1)[1].split() for ln in text.splitlines() if ln.startswith("flags")), []))
+def device_unavailable(plan: "Plan") -> str:
+    """Why this engine cannot use this device here (empty if it can). Asked per engine: a CPU build of
+    torch beside onnxruntime-gpu still lets ONNX Runtime use the GPU."""
+    if plan.device != "cuda":
+        return ""
+    if not cuda_driver_present():
+        return "no usable NVIDIA GPU here (no NVIDIA driver: libcuda.so.1 not found)"
+    if plan.engine in ("torch", "torchscript"):
+        import torch
 
+        return "" if torch.cuda.is_available() else "torch here sees no CUDA GPU (a CPU build of torch?)"
+    if plan.engine in ("ort", "tensorrt"):
+        import onnxruntime as ort
 
-def cpu_has_bf16() -> bool:
-    """Native bf16 arithmetic (AVX-512 BF16 or AMX); without it bf16 is emulated and slower than fp32."""
-    return bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
+        wanted = "TensorrtExecutionProvider" if plan.engine == "tensorrt" else "CUDAExecutionProvider"
+        if wanted not in ort.get_available_providers():
+            return f"ONNX Runtime {ort.__version__} here has no {wanted} (pip install onnxruntime-gpu)"
+    return ""
 
 
 def precision_unavailable(plan: "Plan") -> str:
@@ -155,12 +147,19 @@ def precision_unavailable(plan: "Plan") -> str:
     return ""
 
 
-def resolve_device(device: str) -> str:
-    if device == "auto":
-        return "cuda" if gpu_available() else "cpu"
-    if device not in DEVICES:
+def resolve_device(device: str, engine: str | None = None) -> str:
+    """``auto``: cuda where the engine (or, without one, the driver) can use a GPU here, else cpu."""
+    if device not in (*DEVICES, "auto"):
         raise EngineError(f"unknown device {device!r}; choose auto, cpu or cuda")
-    return device
+    if device != "auto":
+        return device
+    if engine is None:
+        return "cuda" if gpu_available() else "cpu"
+    spec = ENGINES[engine]
+    if "cuda" in spec.devices and not missing_library(spec) and not device_unavailable(
+            Plan(engine, "fp32", "cuda", Path(), "")):
+        return "cuda"
+    return spec.devices[0] if "cpu" not in spec.devices else "cpu"
 
 
 # --- finding files ------------------------------------------------------------------------------------
@@ -205,15 +204,28 @@ def artifact_size_mb(path: Path) -> float:
 
 
 def artifact_sha256(path: Path) -> str:
-    """One SHA-256 over the files of an artifact (what the exporter's proof is bound to)."""
+    """One SHA-256 over the files of an artifact (what a proof is bound to).
+
+    Remembered in the user cache by path, size and modification time, so a 300 MB model is
+    hashed once, not on every start of `webcam`.
+    """
     import hashlib
 
+    parts = artifact_files(Path(path))
+    stamp = "|".join(f"{p.resolve()}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in parts)
+    memo_dir = user_cache_dir()
+    memo_path = memo_dir / DIGESTS_FILE if memo_dir else None
+    memo = read_json(memo_path, {})
+    if stamp in memo:
+        return memo[stamp]
     digest = hashlib.sha256()
-    for part in artifact_files(path):
+    for part in parts:
         with open(part, "rb") as f:
             while block := f.read(1 << 20):
                 digest.update(block)
-    return digest.hexdigest()
+    memo[stamp] = digest.hexdigest()
+    write_json_quietly(memo_path, dict(list(memo.items())[-256:]))  # bounded: the newest 256 files
+    return memo[stamp]
 
 
 def folder_files(folder: Path) -> dict[str, Path]:
@@ -221,9 +233,18 @@ def folder_files(folder: Path) -> dict[str, Path]:
     return {name: folder / f.file for name, f in FORMATS.items() if (folder / f.file).is_file()}
 
 
+def read_report(folder: Path) -> dict:
+    """The exporter's report.json of a folder ({} when there is none or it is unreadable)."""
+    return read_json(Path(folder) / REPORT_FILE, {})
+
+
 def source_checkpoint(folder: Path) -> Path | None:
     """The checkpoint an export folder's artifacts were made from, if it is still there."""
-    for path in folder_files(folder).values():
+    source = read_report(folder).get("source")
+    if isinstance(source, str) and Path(source).is_file():
+        return Path(source)
+    files = sorted(folder_files(folder).values(), key=lambda p: p.suffix == ".ts")  # TorchScript loads slowest
+    for path in files:
         try:
             source = read_info(path).source_path
         except ArtifactError:
@@ -236,22 +257,47 @@ def source_checkpoint(folder: Path) -> Path | None:
 def proven_formats(folder: Path) -> set[str]:
     """Formats whose file the exporter proved equivalent (``report.json``) and that are still that file
     (same SHA-256 as proven; a file changed after its export is not proven)."""
+    report = read_report(folder)
     try:
-        report = json.loads((folder / REPORT_FILE).read_text())
         entries = {a["format"]: a for a in report["artifacts"] if a.get("status") == "ok"}
-        sha = report["source_sha256"]
-    except (OSError, ValueError, KeyError, TypeError):
+    except (KeyError, TypeError, AttributeError):
         return set()
     proven = set()
     for name, path in folder_files(folder).items():
-        if name in entries:
-            try:
-                same_file = entries[name].get("sha256", "") in ("", artifact_sha256(path))  # "": older reports
-                if same_file and read_info(path).source_sha256 == sha:
-                    proven.add(name)
-            except (ArtifactError, OSError):
-                continue
+        try:
+            sha = entries[name].get("sha256") if name in entries else None
+            if sha and sha == artifact_sha256(path):
+                proven.add(name)
+            elif sha == "" and read_info(path).source_sha256 == report.get("source_sha256"):  # reports before 0.2
+                proven.add(name)
+        except (ArtifactError, OSError, AttributeError):
+            continue
     return proven
+
+
+def runtime_proofs(folder: Path) -> dict[str, str]:
+    """engine/precision/device -> SHA-256 of the file it was proven on, for precisions a runtime lowers by
+    itself (OpenVINO bf16, TensorRT fp16, autocast): the exporter and ``verify --engine`` record them."""
+    proofs = read_report(folder).get("proofs", [])
+    try:
+        return {p["plan"]: p["sha256"] for p in proofs if p.get("status") == "ok"}
+    except (KeyError, TypeError, AttributeError):
+        return {}
+
+
+def unproven(plan: "Plan", folder: Path) -> str:
+    """Why ``plan`` is not proven equivalent to the trained model (empty if it is)."""
+    if plan.fmt == CHECKPOINT and not plan.lowered:
+        return ""  # the eager fp32 model is the reference itself
+    if not plan.lowered:
+        return "" if plan.fmt in proven_formats(folder) else (
+            f"not proven: {REPORT_FILE} beside it has no passing check of {plan.path.name} as it is now "
+            f"(`c3d-rt verify {plan.path}` checks and records it)")
+    if runtime_proofs(folder).get(plan.key) == artifact_sha256(plan.path):
+        return ""
+    return (f"not proven: {plan.engine} lowers {plan.path.name} to {plan.precision} itself, and no check of that is "
+            f"recorded (`c3d-rt verify {plan.path} --engine {plan.engine} --precision {plan.precision} "
+            f"--device {plan.device}` checks and records it)")
 
 
 # --- from a request to a plan ------------------------------------------------------------------------------
@@ -282,12 +328,7 @@ def plans(model: Path, *, checkpoint: Path | None = None, devices: tuple[str, ..
 def availability(plan: Plan) -> str:
     """Empty when ``plan`` can be tried here; otherwise why not (library missing, no GPU)."""
     spec = ENGINES[plan.engine]
-    missing = missing_library(spec)
-    if missing:
-        return missing
-    if plan.device == "cuda" and not gpu_available():
-        return "no usable NVIDIA GPU here (CUDA driver or device missing)"
-    return precision_unavailable(plan)
+    return missing_library(spec) or device_unavailable(plan) or precision_unavailable(plan)
 
 
 def resolve(model: Path, engine: str, precision: str = "auto", device: str = "auto", *,
@@ -298,8 +339,7 @@ def resolve(model: Path, engine: str, precision: str = "auto", device: str = "au
     if precision != "auto" and precision not in PRECISIONS:
         raise EngineError(f"unknown precision {precision!r}; choose auto or one of {', '.join(PRECISIONS)}")
     spec = ENGINES[engine]
-    device = resolve_device(device) if device != "auto" else next(
-        (d for d in (("cuda", "cpu") if gpu_available() else ("cpu",)) if d in spec.devices), spec.devices[0])
+    device = resolve_device(device, engine)
     if device not in spec.devices:
         raise EngineUnavailable(f"engine {engine} runs on {', '.join(spec.devices)} only, not {device}")
     options = [p for p in plans(model, checkpoint=checkpoint, devices=(device,)) if p.engine == engine]
@@ -327,6 +367,13 @@ def _what_is_here(model: Path, checkpoint: Path | None) -> str:
     if not usable:
         return "Nothing in it runs here: export it with `c3d-rt export CKPT --out DIR` (and install its engine)."
     return f"Available here: {', '.join(usable)}."
+
+
+def proof_plan(path: Path, fmt: str) -> Plan:
+    """How the exporter proves a file: the first engine in the table that runs it at its own precision on a CPU."""
+    precision = FORMATS[fmt].precision
+    engine = next(e for e in ENGINES.values() if fmt in e.formats.get(precision, ()) and "cpu" in e.devices)
+    return Plan(engine.name, precision, "cpu", Path(path), fmt)
 
 
 def load_plan(plan: Plan, **options) -> Engine:

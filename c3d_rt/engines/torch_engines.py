@@ -15,7 +15,7 @@ import numpy as np
 from ..artifacts import ArtifactInfo
 from ..artifacts import load_torchscript as load_torchscript_artifact
 from .base import Engine, EngineUnavailable
-from .registry import Plan, precision_unavailable
+from .registry import CHECKPOINT, Plan, precision_unavailable
 
 
 def checkpoint_info(path: Path) -> ArtifactInfo:
@@ -70,6 +70,7 @@ class TorchEngine(Engine):
             import torch
 
             torch.cuda.empty_cache()
+        super().close()
 
 
 def _check_precision(plan: Plan) -> None:
@@ -80,6 +81,11 @@ def _check_precision(plan: Plan) -> None:
         raise EngineUnavailable(why)
     if plan.device == "cuda" and not torch.cuda.is_available():
         raise EngineUnavailable("torch sees no CUDA GPU here")
+
+
+def reference_engine(ckpt, model) -> TorchEngine:
+    """The eager fp32 model on the CPU: the reference of every equivalence check."""
+    return TorchEngine(Plan("torch", "fp32", "cpu", ckpt.path, CHECKPOINT), checkpoint_info_of(ckpt), model)
 
 
 def load_eager(plan: Plan, **options) -> TorchEngine:
