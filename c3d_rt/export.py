@@ -608,7 +608,8 @@ def _record(folder: Path, plan: Plan, result: ArtifactResult, source_sha256: str
         proofs = [p for p in report.get("proofs", []) if isinstance(p, dict) and p.get("plan") != plan.key]
         report["proofs"] = proofs + [proof_record(plan, result)]
     else:
-        others = [a for a in report.get("artifacts", []) if isinstance(a, dict) and a.get("format") != plan.fmt]
+        others = [a for a in report.get("artifacts", []) if isinstance(a, dict)
+                  and Path(str(a.get("file", ""))).name != plan.path.name]  # this file's earlier record goes
         report["artifacts"] = others + [asdict(result)]
     try:
         atomic_write_text(json.dumps(report, indent=2) + "\n", folder / REPORT_FILE)

@@ -23,8 +23,7 @@ import numpy as np
 from ..errors import C3DError
 from ..fileio import read_json, user_cache_dir, write_json_quietly
 from .base import Engine, EngineError, EngineUnavailable, time_calls
-from .registry import (Plan, artifact_sha256, availability, gpu_available, load_engine, load_plan, plans,
-                       unproven)
+from .registry import Plan, artifact_sha256, availability, gpu_available, load_plan, plans, resolve, unproven
 
 CACHE_FILE = "auto.json"
 
@@ -199,7 +198,11 @@ def open_engine(model: str | Path, engine: str = "auto", precision: str = "auto"
     """What ``--model/--engine/--precision/--device`` mean on every command: the engine named, or ``auto``'s
     choice (whose timing table is printed)."""
     if engine != "auto":
-        return load_engine(model, engine, precision, device, checkpoint=checkpoint, **options)
+        plan = resolve(Path(model), engine, precision, device, checkpoint=Path(checkpoint) if checkpoint else None)
+        why = unproven(plan, plan.path.parent if plan.fmt != "checkpoint" else Path(model))
+        if why:
+            log(f"note: {plan.key} on {plan.path.name} is {why}")
+        return load_plan(plan, **options)
     chosen, choice = choose(model, device, precision=precision, checkpoint=checkpoint, log=log, **options)
     log(choice.format())
     return chosen

@@ -254,25 +254,24 @@ def source_checkpoint(folder: Path) -> Path | None:
     return None
 
 
-def proven_formats(folder: Path) -> set[str]:
-    """Formats whose file the exporter proved equivalent (``report.json``) and that are still that file
-    (same SHA-256 as proven; a file changed after its export is not proven)."""
+def proven_digests(folder: Path) -> dict[str, str]:
+    """SHA-256 -> format of every file the exporter (or `verify`) proved equivalent, from ``report.json``."""
+    try:
+        return {a["sha256"]: a["format"] for a in read_report(folder)["artifacts"]
+                if a.get("status") == "ok" and a.get("sha256")}
+    except (KeyError, TypeError, AttributeError):
+        return {}
+
+
+def _proven_before_digests(folder: Path, path: Path) -> bool:
+    """Reports written before proofs carried a SHA-256: the file under its exported name, same source."""
     report = read_report(folder)
     try:
-        entries = {a["format"]: a for a in report["artifacts"] if a.get("status") == "ok"}
-    except (KeyError, TypeError, AttributeError):
-        return set()
-    proven = set()
-    for name, path in folder_files(folder).items():
-        try:
-            sha = entries[name].get("sha256") if name in entries else None
-            if sha and sha == artifact_sha256(path):
-                proven.add(name)
-            elif sha == "" and read_info(path).source_sha256 == report.get("source_sha256"):  # reports before 0.2
-                proven.add(name)
-        except (ArtifactError, OSError, AttributeError):
-            continue
-    return proven
+        ok = {a["format"] for a in report["artifacts"] if a.get("status") == "ok" and "sha256" not in a}
+        name = next((n for n, f in FORMATS.items() if f.file == path.name), None)
+        return name in ok and read_info(path).source_sha256 == report.get("source_sha256")
+    except (KeyError, TypeError, AttributeError, ArtifactError, OSError):
+        return False
 
 
 def runtime_proofs(folder: Path) -> dict[str, str]:
@@ -290,7 +289,8 @@ def unproven(plan: "Plan", folder: Path) -> str:
     if plan.fmt == CHECKPOINT and not plan.lowered:
         return ""  # the eager fp32 model is the reference itself
     if not plan.lowered:
-        return "" if plan.fmt in proven_formats(folder) else (
+        proven = artifact_sha256(plan.path) in proven_digests(folder) or _proven_before_digests(folder, plan.path)
+        return "" if proven else (
             f"not proven: {REPORT_FILE} beside it has no passing check of {plan.path.name} as it is now "
             f"(`c3d-rt verify {plan.path}` checks and records it)")
     if runtime_proofs(folder).get(plan.key) == artifact_sha256(plan.path):
