@@ -12,6 +12,7 @@ import json
 import os
 import platform
 import shutil
+import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -31,7 +32,7 @@ from .engines.equivalence import judge, run_batched
 from .engines.registry import (CHECKPOINT, DEFAULT_EXPORT_FORMATS, FORMATS, REPORT_FILE, artifact_files,
                                artifact_sha256, artifact_size_mb, format_of, library_installed)
 from .engines.torch_engines import TorchEngine, checkpoint_info_of
-from .errors import C3DError
+from .errors import C3DError, describe
 from .model import C3D
 
 DEFAULT_OPSET = 18
@@ -92,10 +93,15 @@ def real_clips(dataset: VideoClipDataset | None, limit: int) -> tuple[np.ndarray
 
 
 def data_sets_for(ckpt: Checkpoint, prep: Preprocessing, calib: str | Path | None):
-    """(calibration set, held-out set) from --calib, else from the checkpoint's own split."""
+    """(calibration set, held-out set) from --calib, else from the checkpoint's own split.
+
+    A --calib folder that cannot serve (missing, classes that do not fit the model, no readable
+    video) is an error; the checkpoint's own split, when gone, just means no real clips.
+    """
     split_info = ckpt.extra.get("split")
     if calib:
         split = load_data_split(calib)
+        check_classes_fit(ckpt, split.classes, f"--calib {calib}")
         root, train, val, classes = split.root, split.train, split.val, split.classes
     elif split_info and Path(split_info["root"]).is_dir():
         root, train, val, classes = Path(split_info["root"]), split_info["train"], split_info["val"], split_info["classes"]
@@ -104,9 +110,21 @@ def data_sets_for(ckpt: Checkpoint, prep: Preprocessing, calib: str | Path | Non
     try:
         calib_set = VideoClipDataset(root, train or val, classes, prep, train=False)
         held_out = VideoClipDataset(root, val, classes, prep, train=False) if val else None
-    except DataError:
+    except DataError as exc:
+        if calib:
+            raise ExportError(f"--calib {calib}: {exc} Pass a data folder whose videos OpenCV can read, or leave "
+                              "--calib out to use the checkpoint's own split.") from None
         return None, None
     return calib_set, held_out
+
+
+def check_classes_fit(ckpt: Checkpoint, classes: list[str], what: str) -> None:
+    """The data's classes must be the model's outputs, in order (as `c3d-rt eval` requires)."""
+    n = ckpt.model_config.num_classes
+    if len(classes) != n or (ckpt.labels and ckpt.labels != classes):
+        theirs = f" ({', '.join(ckpt.labels[:3])} ...)" if ckpt.labels else ""
+        raise ExportError(f"{what}: has {len(classes)} classes ({', '.join(classes[:3])} ...); the model "
+                          f"{ckpt.path.name} has {n} outputs{theirs}. Pass the data folder the model was trained on.")
 
 
 # --- writing each format ----------------------------------------------------------------------
@@ -329,8 +347,8 @@ def export_checkpoint(ckpt_path: str | Path, out_dir: str | Path = "export", *, 
     labels = resolve_labels(ckpt, labels_file)
     prep = ckpt.preprocessing or Preprocessing.for_model(ckpt.model_config)
     model = ckpt.build_model()
+    calib_set, held_out = data_sets_for(ckpt, prep, calib)  # a bad --calib is refused before anything is created
     check_out_dir(out_dir)
-    calib_set, held_out = data_sets_for(ckpt, prep, calib)
     inputs = build_check_inputs(model, calib_set, held_out, check_clips)
     report = ExportReport(str(ckpt_path), ckpt.sha256, str(out_dir), real_clips=len(inputs.real),
                           real_source=inputs.real_source, machine=machine_info())
@@ -355,7 +373,7 @@ def export_checkpoint(ckpt_path: str | Path, out_dir: str | Path = "export", *, 
             except C3DError:
                 raise
             except Exception as exc:  # an exporter or runtime failure: report it, never half-write
-                result.status, result.reason = "FAILED", f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
+                result.status, result.reason = "FAILED", describe(exc)
             result.seconds = round(time.perf_counter() - t0, 2)
             result.size_mb = artifact_size_mb(tmp)
             if result.status == "ok":
@@ -368,6 +386,7 @@ def export_checkpoint(ckpt_path: str | Path, out_dir: str | Path = "export", *, 
             log(_result_line(result))
     report.seconds = round(time.perf_counter() - start, 2)
     report.artifacts += _earlier_proofs(out_dir, ckpt.sha256, formats)
+    _remove_other_models(out_dir, ckpt.sha256, formats, log)
     report.artifacts.sort(key=lambda a: list(FORMATS).index(a.format))
     atomic_write_text(json.dumps(report.to_dict(), indent=2) + "\n", out_dir / REPORT_FILE)
     return report
@@ -383,6 +402,23 @@ def _earlier_proofs(out_dir: Path, sha256: str, formats: list[str]) -> list[Arti
                 and a["format"] not in formats and (out_dir / FORMATS[a["format"]].file).is_file()]
     except (OSError, ValueError, TypeError):
         return []
+
+
+def _remove_other_models(out_dir: Path, sha256: str, formats: list[str], log: Callable[[str], None]) -> None:
+    """An export folder holds one model: files that an earlier export of another checkpoint left are removed."""
+    try:
+        earlier = json.loads((out_dir / REPORT_FILE).read_text())
+    except (OSError, ValueError):
+        return
+    if not isinstance(earlier, dict) or earlier.get("source_sha256") in (None, sha256):
+        return
+    stale = [part for name, spec in FORMATS.items() if name not in formats
+             for part in artifact_files(out_dir / spec.file) if part.is_file()]
+    for part in stale:
+        part.unlink()
+    if stale:
+        log(f"removed {', '.join(p.name for p in stale)}: exported earlier from another checkpoint "
+            f"({earlier.get('source', '?')})")
 
 
 def _ordered(formats: list[str]) -> list[str]:
@@ -425,7 +461,8 @@ def calibration_clips(model: C3D, calib_set, n: int) -> np.ndarray:
         return clips
     from .synth import synthetic_clips
 
-    print("warning: no calibration data (pass --calib DATA); calibrating int8 on built-in synthetic clips")
+    print("warning: no calibration data (no --calib DATA was passed, and the checkpoint's own data split is not "
+          "there or has no readable video); calibrating int8 on built-in synthetic clips", file=sys.stderr)
     return synthetic_clips(n, Preprocessing.for_model(model.config))
 
 
@@ -506,6 +543,6 @@ def verify_artifact(artifact: str | Path, against: str | Path | None = None, *, 
         with proof_engine(artifact, fmt) as candidate:
             compare(result, reference_engine(ckpt, model), candidate, inputs)
     except Exception as exc:
-        result.status, result.reason = "FAILED", f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
+        result.status, result.reason = "FAILED", describe(exc)
     result.seconds = round(time.perf_counter() - t0, 2)
     return result
