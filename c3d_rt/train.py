@@ -301,7 +301,7 @@ def fit(data: str | Path, run_dir: str | Path, *, model_config: ModelConfig | No
     state = _load_resume_state(run_dir, say) if resume else None
     if state is not None:  # the run's own settings win; a contradicting request was refused above
         check_resume(run_dir, state, Path(data), expect or {})
-        cfg = TrainConfig.from_dict({**state["train_config"], "workers": cfg.workers})  # workers change nothing
+        cfg = TrainConfig.from_dict(state["train_config"])
         model_config = ModelConfig.from_dict(state["model_config"])
         prep = Preprocessing.from_dict(state["preprocessing"])
         split = DataSplit(Path(data), state["split"]["classes"], state["split"]["train"], state["split"]["val"],
