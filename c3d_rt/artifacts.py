@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import ModelConfig, Preprocessing
-from .errors import C3DError
+from .errors import C3DError, describe
 
 TS_EXTRA_FILE = "c3d_rt.json"
 INPUT_NAME, OUTPUT_NAME = "clip", "logits"
@@ -68,6 +68,11 @@ class ArtifactInfo:
             raise ArtifactError(f"{where}: has no c3d-rt metadata (labels, clip length, preprocessing). "
                                 "Export it with `c3d-rt export CKPT`, which writes them into the file.")
         values = {k: json.loads(v) for k, v in meta.items()}
+        outputs = values["model_config"].get("num_classes")
+        if len(values["labels"]) != outputs:
+            raise ArtifactError(f"{where}: lists {len(values['labels'])} labels, but its model has {outputs} outputs; "
+                                "a prediction could have no name. Export it again from a consistent checkpoint "
+                                "(`c3d-rt export CKPT`, with --labels FILE of one name per output if needed).")
         return cls(
             labels=values["labels"],
             preprocessing=Preprocessing.from_dict(values["preprocessing"]),
@@ -90,7 +95,7 @@ def read_onnx_info(path: str | Path) -> ArtifactInfo:
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as exc:
-        raise ArtifactError(f"{path}: not a readable ONNX file ({type(exc).__name__}: {str(exc)[:200]}).") from None
+        raise ArtifactError(f"{path}: not a readable ONNX file ({describe(exc)}).") from None
     return ArtifactInfo.from_metadata({p.key: p.value for p in model.metadata_props}, str(path))
 
 
@@ -109,7 +114,7 @@ def load_torchscript(path: str | Path, device: str = "cpu"):
     try:
         module = torch.jit.load(str(path), map_location=device, _extra_files=extra)
     except Exception as exc:
-        raise ArtifactError(f"{path}: not a loadable TorchScript file ({type(exc).__name__}: {str(exc)[:200]}).") from None
+        raise ArtifactError(f"{path}: not a loadable TorchScript file ({describe(exc)}).") from None
     if not extra[TS_EXTRA_FILE]:
         raise ArtifactError(f"{path}: has no {TS_EXTRA_FILE} extra file; export it with `c3d-rt export`.")
     return module, ArtifactInfo.from_metadata(json.loads(extra[TS_EXTRA_FILE]), str(path))

@@ -29,7 +29,7 @@ from .engines import ENGINES, PRECISIONS, Engine, EngineUnavailable, Plan, load_
 from .engines.equivalence import judge, run_batched
 from .engines.registry import (CHECKPOINT, DEVICES, FORMATS, artifact_size_mb, availability, folder_files, read_info,
                                source_checkpoint)
-from .errors import C3DError
+from .errors import C3DError, describe
 from .fileio import atomic_path
 from .runtime.stats import percentiles
 
@@ -174,7 +174,7 @@ def measure(engine_for: Callable[[int], Engine], rows: list[Row], clips: np.ndar
                     reason=str(exc).splitlines()[0])]
     except Exception as exc:  # an engine that breaks is a row, not a crashed benchmark
         for row in rows:
-            row.status, row.reason = "FAILED", f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+            row.status, row.reason = "FAILED", describe(exc)
         return rows
     finally:
         for engine in loaded.values():

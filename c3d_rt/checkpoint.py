@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from .config import ModelConfig, Preprocessing
-from .errors import C3DError
+from .errors import C3DError, describe
 from .fileio import atomic_path
 from .model import C3D, CONV_LAYERS
 
@@ -164,7 +164,7 @@ def load_checkpoint(path: str | os.PathLike, *, with_hash: bool = True) -> Check
         raw = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle, zip and weights_only errors all mean the same to a user
         raise CheckpointError(
-            f"{path}: cannot be read as a PyTorch checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}). "
+            f"{path}: cannot be read as a PyTorch checkpoint ({describe(exc)}). "
             "Expected a file saved with torch.save: a c3d-rt checkpoint, a reference-trainer "
             "{'state_dict': ...} or a C3D state dict."
         ) from None
@@ -187,8 +187,13 @@ def _load_ours(path: Path, raw: dict[str, Any], digest: str) -> Checkpoint:
     config = ModelConfig.from_dict(raw["model_config"])
     state = select_model_state(normalize_state_dict(raw["state_dict"], path), config, path)
     prep = Preprocessing.from_dict(raw["preprocessing"]) if raw.get("preprocessing") else None
+    labels = list(raw.get("labels") or []) or None
+    if labels is not None and len(labels) != config.num_classes:
+        raise CheckpointError(f"{path}: lists {len(labels)} labels, but its model has {config.num_classes} outputs "
+                              "(fc8); every output needs one name. The file is inconsistent: use the checkpoint "
+                              "that `c3d-rt train` wrote, or fix its 'labels' list.")
     extra = {k: v for k, v in raw.items() if k not in ("state_dict", "model_config", "preprocessing", "labels")}
-    return Checkpoint(path, "c3d-rt", state, config, prep, list(raw.get("labels") or []) or None, digest, extra)
+    return Checkpoint(path, "c3d-rt", state, config, prep, labels, digest, extra)
 
 
 def adapt_num_classes(

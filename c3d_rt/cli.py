@@ -3,18 +3,71 @@
 from __future__ import annotations
 
 import json
+import os
+import shlex
 import sys
+import time
+import traceback
 from enum import Enum
 from pathlib import Path
-from typing import Optional
+from typing import NoReturn, Optional
 
 import typer
 
+from . import validate
 from .engines.registry import DEVICES, ENGINES, FORMATS, PRECISIONS
-from .errors import C3DError
+from .errors import C3DError, describe
+from .runfolder import LAST, check_run_dir, epochs_done
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="C3D action recognition from training to a live camera.")
+DEFAULT_EXPORT = Path("export")
+DEMO_EXPORT = Path("runs/demo/export")  # where `c3d-rt demo` writes its models
+
+
+def _hide_flag_types() -> None:
+    """typer 0.29 prints ``<bool>`` after every flag in the help (``--resume <bool>``), as if it took a value."""
+    from typer.core import TyperOption
+
+    shown = getattr(TyperOption, "display_type_rich", None)
+    if shown is None or getattr(shown, "_c3d_rt", False):
+        return
+
+    def display_type_rich(self, ctx):
+        return None if self.is_flag else shown(self, ctx)
+
+    display_type_rich._c3d_rt = True
+    TyperOption.display_type_rich = display_type_rich
+
+
+_hide_flag_types()
+
+
+@app.callback()
+def _global(debug: bool = typer.Option(False, "--debug", help="On an unexpected error, show the full traceback "
+                                                              "(also accepted after the command).")) -> None:
+    """C3D action recognition from training to a live camera."""
+
+
+def _interrupted(what: str) -> NoReturn:
+    """Ctrl-C: say what was saved and how to go on; exit 130 like any interrupted program."""
+    typer.secho(f"interrupted: {what}", fg=typer.colors.YELLOW, err=True)
+    raise typer.Exit(code=130)
+
+
+def _command_line(*args: str) -> str:
+    return shlex.join(["c3d-rt", *args])
+
+
+def _model_folder(model: Path) -> Path:
+    """The default --model export/ is missing: say where `c3d-rt demo` put its models, or how to make some."""
+    if model == DEFAULT_EXPORT and not model.exists():
+        if DEMO_EXPORT.is_dir():
+            raise validate.ValidationError(f"--model {model}: no such folder here. `c3d-rt demo` wrote its models to "
+                                           f"{DEMO_EXPORT}: pass --model {DEMO_EXPORT}.")
+        raise validate.ValidationError(f"--model {model}: no such folder here. Export a model first "
+                                       "(`c3d-rt export CKPT --out export`), run `c3d-rt demo`, or pass --model PATH.")
+    return model
 
 
 class Device(str, Enum):
@@ -51,6 +104,8 @@ def prepare(
     val_fraction: float = typer.Option(0.2, min=0.0, max=0.9, help="Share of groups held out without --lists."),
 ) -> None:
     """Sort videos into class folders and write a train/test split that never splits a group."""
+    if not dry_run:
+        validate.output_dir(dst, "DST")
     from .prepare import prepare as run_prepare
 
     report = run_prepare(src, dst, lists=lists, split=split, move=move, dry_run=dry_run, val_fraction=val_fraction)
@@ -68,15 +123,22 @@ def synth(
     seed: int = typer.Option(0, help="Random seed: the same seed writes the same videos."),
 ) -> None:
     """Write the built-in synthetic motion data set (pan, tilt, zoom, rotation, static)."""
-    from .synth import SynthSpec, synthesize
+    validate.output_dir(dst, "DST")
+    from .synth import SynthSpec, clips_written, synthesize
 
     spec = SynthSpec(clips_per_class, frames, width, height, val_fraction, seed)
-    root = synthesize(dst, spec)
+    try:
+        root = synthesize(dst, spec, log=lambda m: typer.echo(m, err=True))
+    except KeyboardInterrupt:
+        _interrupted(f"{clips_written(dst, spec)} of {clips_per_class * len(spec.classes)} videos are written to {dst}; "
+                     "the set is unfinished (no dataset.json), so `train` refuses it. Finish it (the videos "
+                     f"written are kept) with: {_command_line(*sys.argv[1:])}")
     typer.echo(f"wrote {clips_per_class * len(spec.classes)} videos of {len(spec.classes)} classes to {root}")
 
 
 @app.command()
 def train(
+    ctx: typer.Context,
     data: Path = typer.Argument(..., help="Data folder: one sub-folder of videos per class (see `prepare`, `synth`)."),
     out: Path = typer.Option(Path("runs/c3d"), "--out", "-o", help="Run folder for checkpoints and the log."),
     epochs: int = typer.Option(30, min=1),
@@ -90,6 +152,8 @@ def train(
     recipe: Recipe = typer.Option(Recipe.auto, help="finetune (the seed's SGD) or scratch (AdamW + C3D-BN); "
                                                     "auto picks finetune with --pretrained, else scratch."),
     resume: bool = typer.Option(False, "--resume", help="Continue exactly from OUT/last.pt."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier run in OUT (without it, an "
+                                                              "earlier run there is refused)."),
     device: Device = typer.Option(Device.auto),
     workers: int = typer.Option(2, min=0, help="DataLoader worker processes."),
     hflip: Optional[bool] = typer.Option(None, "--hflip/--no-hflip",
@@ -97,14 +161,46 @@ def train(
     seed: int = typer.Option(0),
 ) -> None:
     """Train C3D on class folders of videos (also under `torchrun --nproc_per_node=N`)."""
+    validate.input_dir(data, "DATA", "a folder with one sub-folder of videos per class (make one with "
+                                     "`c3d-rt prepare` or `c3d-rt synth`)")
+    validate.output_dir(out, "--out")
+    check_run_dir(out, resume, overwrite)
+    validate.model_shape(width, crop_size, frame_interval)
     from .train import fit, recipe_setup
 
     model_config, prep, cfg = recipe_setup(recipe.value, pretrained is not None, width=width, crop_size=crop_size,
                                            frame_interval=frame_interval, epochs=epochs, batch_size=batch_size,
                                            lr=lr, workers=workers, seed=seed)
-    result = fit(data, out, model_config=model_config, prep=prep, cfg=cfg, pretrained=pretrained, resume=resume,
-                 device=device.value, hflip=hflip)
-    typer.echo(f"best top-1 {result.best_top1:.3f}; checkpoints in {result.run_dir}")
+    given = {"width": width, "crop_size": crop_size, "frame_interval": frame_interval, "hflip": hflip,
+             "epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed, "recipe": recipe.value,
+             "pretrained": str(pretrained)}
+    try:
+        result = fit(data, out, model_config=model_config, prep=prep, cfg=cfg, pretrained=pretrained, resume=resume,
+                     overwrite=overwrite, expect={k: v for k, v in given.items() if _explicit(ctx, k)},
+                     device=device.value, hflip=hflip)
+    except KeyboardInterrupt:
+        _interrupted_training(data, out)
+    if result.best_split == "validation":
+        typer.echo(f"best top-1 {result.best_top1:.3f} on the validation split "
+                   f"({result.last_metrics.get('val_clips', 0)} clips); checkpoints in {result.run_dir}")
+    else:
+        typer.echo(f"best top-1 {result.best_top1:.3f} on the TRAINING clips (no validation split: not a held-out "
+                   f"accuracy); checkpoints in {result.run_dir}")
+
+
+def _explicit(ctx: typer.Context, name: str) -> bool:
+    """Whether the user passed option ``name`` (not just its default)."""
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name in ("COMMANDLINE", "ENVIRONMENT", "PROMPT")
+
+
+def _interrupted_training(data: Path, out: Path) -> NoReturn:
+    done = epochs_done(out) if (out / LAST).is_file() else 0
+    if done:
+        _interrupted(f"{out / LAST} holds {done} finished epoch(s) (a checkpoint is saved after each epoch; the "
+                     f"epoch in progress is lost). Continue with: {_command_line('train', str(data), '--out', str(out), '--resume')}")
+    _interrupted(f"no epoch had finished, so nothing was saved in {out}. Start again with: "
+                 f"{_command_line(*sys.argv[1:])}")
 
 
 @app.command("eval")
@@ -118,10 +214,13 @@ def eval_(
     device: Device = typer.Option(Device.auto),
 ) -> None:
     """Top-1, top-5 and a confusion matrix on the evaluation split."""
+    validate.output_file(json_out, "--json", validate.JSON_SUFFIXES, "metrics.json")
+    confusion = validate.output_file(confusion or ckpt.with_suffix(".confusion.png"), "--confusion",
+                                     validate.IMAGE_SUFFIXES, "confusion.png")
     from .evaluation import evaluate_checkpoint, save_confusion_png
 
     result = evaluate_checkpoint(ckpt, data, batch_size=batch_size, workers=workers, device=device.value)
-    png = save_confusion_png(result["confusion"], result["labels"], confusion or ckpt.with_suffix(".confusion.png"),
+    png = save_confusion_png(result["confusion"], result["labels"], confusion,
                              f"{ckpt.name}: top-1 {result['val_top1']:.3f}")
     typer.echo(f"top-1 {result['val_top1']:.4f}  top-5 {result['val_top5']:.4f}  on {result['val_clips']} clips "
                f"({result['skipped_videos']} unreadable skipped); confusion matrix: {png}")
@@ -143,10 +242,19 @@ def export(
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also copy the report here."),
 ) -> None:
     """Write TorchScript, ONNX (fp32, fp16, int8) and OpenVINO IR (fp32, NNCF int8), each proven equivalent."""
-    from .export import export_checkpoint, format_report_table, parse_formats
+    validate.output_dir(out, "--out")
+    validate.output_file(json_out, "--json", validate.JSON_SUFFIXES, "report.json")
+    if calib is not None:
+        validate.input_dir(calib, "--calib", "a data folder with one sub-folder of videos per class")
+    from .export import default_formats, export_checkpoint, format_report_table, parse_formats
 
-    report = export_checkpoint(ckpt, out, formats=parse_formats(formats) if formats else None, opset=opset, calib=calib,
-                               labels_file=labels, log=lambda m: typer.echo(m, err=True))
+    chosen = parse_formats(formats) if formats else default_formats()
+    started = time.time()
+    try:
+        report = export_checkpoint(ckpt, out, formats=chosen, opset=opset, calib=calib, labels_file=labels,
+                                   log=lambda m: typer.echo(m, err=True))
+    except KeyboardInterrupt:
+        _interrupted_export(ckpt, out, chosen, started)
     typer.echo(format_report_table(report))
     if json_out:
         _write_json(json_out, report.to_dict())
@@ -155,6 +263,16 @@ def export(
         typer.secho(f"error: {failed} failed the equivalence check and was not written (see {out / 'report.json'})",
                     fg=typer.colors.RED, err=True)
         raise typer.Exit(code=1)
+
+
+def _interrupted_export(ckpt: Path, out: Path, chosen: list[str], started: float) -> NoReturn:
+    from .engines.registry import FORMATS
+
+    done = [f for f in chosen if (out / FORMATS[f].file).is_file() and (out / FORMATS[f].file).stat().st_mtime >= started]
+    rest = [f for f in chosen if f not in done]
+    _interrupted(f"proven and written to {out}: {', '.join(done) or 'nothing'} (no half-written file is left; "
+                 f"report.json was not updated). Export the rest with: "
+                 f"{_command_line('export', str(ckpt), '--out', str(out), '--formats', ','.join(rest))}")
 
 
 @app.command()
@@ -170,6 +288,8 @@ def verify(
     device: Device = typer.Option(Device.cpu, help="With --engine: the device to check on."),
 ) -> None:
     """Re-run the equivalence check of an exported artifact, and record it in the report.json beside it."""
+    if calib is not None:
+        validate.input_dir(calib, "--calib", "a data folder with one sub-folder of videos per class")
     from .export import verify_artifact
 
     if engine is not None and engine.value == "auto":
@@ -208,6 +328,10 @@ def webcam(
     summary_json: Optional[Path] = typer.Option(None, "--summary-json", help="Write the latency summary here."),
 ) -> None:
     """Recognise actions live from a camera, file or stream, with glass-to-label latency figures."""
+    _model_folder(model)
+    validate.output_file(output, "--output", validate.VIDEO_SUFFIXES, "annotated.mp4")
+    validate.output_file(log, "--log", (), "predictions.jsonl")
+    validate.output_file(summary_json, "--summary-json", validate.JSON_SUFFIXES, "latency.json")
     from .runtime import RunSettings, run_live
 
     settings = RunSettings(stride=stride, smooth=smooth, threshold=threshold, topk=topk, max_frames=max_frames,
@@ -243,6 +367,10 @@ def bench(
     plot: Optional[Path] = typer.Option(None, help="Write a PNG of latency against batch size."),
 ) -> None:
     """Compare engines and precisions: latency percentiles, throughput, memory and agreement with eager fp32."""
+    _model_folder(model)
+    validate.output_file(json_out, "--json", validate.JSON_SUFFIXES, "bench.json")
+    validate.output_file(markdown, "--markdown", validate.MARKDOWN_SUFFIXES, "bench.md")
+    validate.output_file(plot, "--plot", validate.IMAGE_SUFFIXES, "bench.png")
     from .bench import BenchSettings, format_table, parse_batches, parse_names, run_bench, save_outputs
 
     settings = BenchSettings(engines=parse_names(engines, tuple(ENGINES), "engine"),
@@ -268,21 +396,56 @@ def demo(
     quick: bool = typer.Option(False, "--quick", help="A much smaller run (for smoke tests): not accurate."),
 ) -> None:
     """The whole job on a fresh machine: synthesise data, train a narrow C3D, report held-out accuracy, export."""
+    validate.output_dir(out, "--out")
+    for part in ("data", "run", "export"):
+        validate.output_dir(out / part, "--out")
     from .demo import run_demo
 
     run_demo(out, quick=quick)
 
 
 def main() -> None:
-    """Console entry point: user-facing errors become one message and exit status 1."""
+    """Console entry point: a user-facing error becomes one message and exit status 1; an unexpected one becomes one
+    line plus the path of a log with its traceback (``--debug`` shows the traceback instead)."""
+    debug = "--debug" in sys.argv[1:] or os.environ.get("C3D_RT_DEBUG") == "1"
+    sys.argv = [sys.argv[0], *(a for a in sys.argv[1:] if a != "--debug")]  # accepted anywhere on the line
     try:
         app()
     except C3DError as exc:
+        if debug:
+            traceback.print_exc()
         typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
         sys.exit(1)
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         sys.exit(130)
+    except Exception as exc:  # a bug, or an input nothing checks yet: never a bare traceback for a user
+        if debug:
+            raise
+        log = _crash_log(exc)
+        typer.secho(f"error: unexpected {describe(exc)}\n"
+                    f"This is a bug in c3d-rt or an input it does not check yet. The full traceback is in {log}; "
+                    "run the command again with --debug to see it here.", fg=typer.colors.RED, err=True)
+        sys.exit(1)
+
+
+def _crash_log(exc: BaseException) -> Path:
+    """Write the command line, versions and traceback of an unexpected error to a log file; return its path."""
+    from . import __version__
+    from .fileio import user_cache_dir
+
+    text = (f"command: {_command_line(*sys.argv[1:])}\ncwd: {os.getcwd()}\nc3d-rt {__version__}, "
+            f"Python {sys.version.split()[0]}\ntime: {time.strftime('%Y-%m-%d %H:%M:%S')}\n\n"
+            + "".join(traceback.format_exception(exc)))
+    name = f"error-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
+    for folder in (lambda: user_cache_dir("logs"), lambda: Path(__import__("tempfile").gettempdir())):
+        try:
+            path = folder() / name
+            path.write_text(text)
+            return path
+        except OSError:
+            continue
+    return Path("(no writable place for a log)")
 
 
 if __name__ == "__main__":

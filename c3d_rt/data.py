@@ -37,6 +37,9 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
 UCF_GROUP = re.compile(r"_g(\d+)_c(\d+)", re.IGNORECASE)
 SPLIT_DIR = "splits"
 INDEX_FILE = ".c3d_rt_index.json"
+META_FILE = "dataset.json"  # `c3d-rt synth` writes it last: its presence marks a finished set
+SYNTH_PARTIAL = ".synth-partial.json"  # `c3d-rt synth` writes it first and removes it after META_FILE
+SYNTH_VIDEO = re.compile(r"^[a-z_]+_g\d{3}_c01\.avi$")
 
 
 class VideoReadError(C3DError, RuntimeError):
@@ -209,10 +212,29 @@ class DataSplit:
                 "allow_hflip": self.allow_hflip}
 
 
+def unfinished_synth(root: Path, videos: list[str]) -> bool:
+    """True for a folder that `c3d-rt synth` began and did not finish (interrupted before dataset.json).
+
+    A user's own class folders without dataset.json are fine: only synth's marker, or synth's
+    class names with synth's file names throughout (a set from before the marker existed), count.
+    """
+    if (root / META_FILE).is_file():
+        return False
+    if (root / SYNTH_PARTIAL).is_file():
+        return True
+    from .synth import MOTIONS  # here, not at the top: synth imports this module
+
+    return bool(videos) and all(v.split("/", 1)[0] in MOTIONS and SYNTH_VIDEO.match(v.split("/", 1)[1]) for v in videos)
+
+
 def load_data_split(root: str | Path, val_fraction: float = 0.2, seed: int = 0) -> DataSplit:
     """Classes and train/val lists of a data folder: its split files, else a group-aware split."""
     root = Path(root)
     classes, videos = list_class_folder(root)
+    if unfinished_synth(root, videos):
+        raise DataError(f"{root}: an unfinished `c3d-rt synth` data set ({len(videos)} videos, no {META_FILE}: the "
+                        "run was interrupted). Finish it by running the same `c3d-rt synth` command again (it keeps "
+                        "the videos already written), or synthesise into a new folder.")
     split_dir = root / SPLIT_DIR
     if (split_dir / "train.txt").is_file() and (split_dir / "test.txt").is_file():
         present = set(videos)
@@ -220,8 +242,11 @@ def load_data_split(root: str | Path, val_fraction: float = 0.2, seed: int = 0) 
         val = [p for p in read_split_list(split_dir / "test.txt") if p in present]
     else:
         train, val = group_split(videos, val_fraction, seed)
-    meta_file = root / "dataset.json"
-    meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
+    meta_file = root / META_FILE
+    try:
+        meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{meta_file}: not readable JSON ({exc}). Fix or delete it.") from None
     return DataSplit(root, classes, train, val, bool(meta.get("allow_hflip", True)))
 
 

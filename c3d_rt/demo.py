@@ -52,7 +52,8 @@ def run_demo(out: str | Path, quick: bool = False, log=print) -> dict:
     log(f"[2/5] training C3D-BN (width {s.width:g}) from scratch for {s.epochs} epochs")
     recipe = {k: v for k, v in RECIPES["scratch"].items() if k != "model"}
     cfg = TrainConfig(**{**recipe, "epochs": s.epochs, "batch_size": s.batch_size, "workers": s.workers})
-    result = fit(out / "data", out / "run", model_config=model_config, prep=prep, cfg=cfg, log=log)
+    result = fit(out / "data", out / "run", model_config=model_config, prep=prep, cfg=cfg, overwrite=True,
+                 log=log)  # the demo's own run folder: a second demo replaces the first, and says so
     t2 = time.perf_counter()
     top1 = result.last_metrics.get("val_top1", float("nan"))
     log(f"held-out top-1 {top1:.1%} on {result.last_metrics.get('val_clips', 0)} clips "

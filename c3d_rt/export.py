@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import shutil
+import sys
 import tempfile
 import time
 import warnings
@@ -34,7 +35,7 @@ from .engines.registry import (CHECKPOINT, DEFAULT_EXPORT_FORMATS, FORMATS, REPO
                                artifact_sha256, artifact_size_mb, availability, format_of, library_installed,
                                proof_plan, read_report, resolve)
 from .engines.torch_engines import reference_engine
-from .errors import C3DError
+from .errors import C3DError, describe
 from .fileio import atomic_write_text
 from .machine import machine_info
 from .model import C3D
@@ -96,10 +97,15 @@ def real_clips(dataset: VideoClipDataset | None, limit: int) -> tuple[np.ndarray
 
 
 def data_sets_for(ckpt: Checkpoint, prep: Preprocessing, calib: str | Path | None):
-    """(calibration set, held-out set) from --calib, else from the checkpoint's own split."""
+    """(calibration set, held-out set) from --calib, else from the checkpoint's own split.
+
+    A --calib folder that cannot serve (missing, classes that do not fit the model, no readable
+    video) is an error; the checkpoint's own split, when gone, just means no real clips.
+    """
     split_info = ckpt.extra.get("split")
     if calib:
         split = load_data_split(calib)
+        check_classes_fit(ckpt, split.classes, f"--calib {calib}")
         root, train, val, classes = split.root, split.train, split.val, split.classes
     elif split_info and Path(split_info["root"]).is_dir():
         root, train, val, classes = Path(split_info["root"]), split_info["train"], split_info["val"], split_info["classes"]
@@ -108,7 +114,10 @@ def data_sets_for(ckpt: Checkpoint, prep: Preprocessing, calib: str | Path | Non
     try:
         calib_set = VideoClipDataset(root, train or val, classes, prep, train=False)
         held_out = VideoClipDataset(root, val, classes, prep, train=False) if val else None
-    except DataError:
+    except DataError as exc:
+        if calib:
+            raise ExportError(f"--calib {calib}: {exc} Pass a data folder whose videos OpenCV can read, or leave "
+                              "--calib out to use the checkpoint's own split.") from None
         return None, None
     return calib_set, held_out
 
@@ -137,6 +146,15 @@ def quiet_third_party():
         finally:
             for lg, level in zip(loggers, levels):
                 lg.setLevel(level)
+
+
+def check_classes_fit(ckpt: Checkpoint, classes: list[str], what: str) -> None:
+    """The data's classes must be the model's outputs, in order (as `c3d-rt eval` requires)."""
+    n = ckpt.model_config.num_classes
+    if len(classes) != n or (ckpt.labels and ckpt.labels != classes):
+        theirs = f" ({', '.join(ckpt.labels[:3])} ...)" if ckpt.labels else ""
+        raise ExportError(f"{what}: has {len(classes)} classes ({', '.join(classes[:3])} ...); the model "
+                          f"{ckpt.path.name} has {n} outputs{theirs}. Pass the data folder the model was trained on.")
 
 
 # --- writing each format ----------------------------------------------------------------------
@@ -351,8 +369,8 @@ def export_checkpoint(ckpt_path: str | Path, out_dir: str | Path = "export", *, 
     labels = resolve_labels(ckpt, labels_file)
     prep = ckpt.preprocessing or Preprocessing.for_model(ckpt.model_config)
     model = ckpt.build_model()
+    calib_set, held_out = data_sets_for(ckpt, prep, calib)  # a bad --calib is refused before anything is created
     check_out_dir(out_dir)
-    calib_set, held_out = data_sets_for(ckpt, prep, calib)
     inputs = build_check_inputs(model, calib_set, held_out, check_clips)
     report = ExportReport(str(Path(ckpt_path).resolve()), ckpt.sha256, str(out_dir), real_clips=len(inputs.real),
                           real_source=inputs.real_source, machine=machine_info())
@@ -368,6 +386,7 @@ def export_checkpoint(ckpt_path: str | Path, out_dir: str | Path = "export", *, 
             log(_result_line(result))
     earlier = read_report(out_dir) if read_report(out_dir).get("source_sha256") == ckpt.sha256 else {}
     report.artifacts += _earlier_results(out_dir, earlier, formats)
+    _remove_other_models(out_dir, ckpt.sha256, formats, log)
     report.artifacts.sort(key=lambda a: list(FORMATS).index(a.format))
     report.proofs = prove_lowered_plans(out_dir, job, earlier, log)
     report.seconds = round(time.perf_counter() - start, 2)
@@ -409,7 +428,7 @@ class ExportJob:
         except C3DError:
             raise
         except Exception as exc:  # an exporter or runtime failure: report it, never half-write
-            result.status, result.reason = "FAILED", f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
+            result.status, result.reason = "FAILED", describe(exc)
         result.seconds = round(time.perf_counter() - t0, 2)
         result.size_mb = artifact_size_mb(tmp)
         if result.status == "ok":
@@ -462,7 +481,7 @@ def prove_plan(plan: Plan, reference: Engine, inputs: CheckInputs) -> dict:
         with load_plan(plan) as candidate:
             compare(result, reference, candidate, inputs)
     except Exception as exc:  # a runtime that breaks is a failed proof, not a failed export
-        result.status, result.reason = "FAILED", f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
+        result.status, result.reason = "FAILED", describe(exc)
     result.sha256 = artifact_sha256(plan.path)
     return proof_record(plan, result)
 
@@ -472,6 +491,23 @@ def proof_record(plan: Plan, result: ArtifactResult) -> dict:
     return {"plan": plan.key, "file": plan.path.name, "sha256": result.sha256, "status": result.status,
             "top1_agreement": result.top1_agreement, "max_abs_err": result.max_abs_err, "reason": result.reason,
             "date": time.strftime("%Y-%m-%d")}
+
+
+def _remove_other_models(out_dir: Path, sha256: str, formats: list[str], log: Callable[[str], None]) -> None:
+    """An export folder holds one model: files that an earlier export of another checkpoint left are removed."""
+    try:
+        earlier = json.loads((out_dir / REPORT_FILE).read_text())
+    except (OSError, ValueError):
+        return
+    if not isinstance(earlier, dict) or earlier.get("source_sha256") in (None, sha256):
+        return
+    stale = [part for name, spec in FORMATS.items() if name not in formats
+             for part in artifact_files(out_dir / spec.file) if part.is_file()]
+    for part in stale:
+        part.unlink()
+    if stale:
+        log(f"removed {', '.join(p.name for p in stale)}: exported earlier from another checkpoint "
+            f"({earlier.get('source', '?')})")
 
 
 def _ordered(formats: list[str]) -> list[str]:
@@ -516,7 +552,8 @@ def calibration_clips(model: C3D, calib_set, n: int) -> np.ndarray:
         return clips
     from .synth import synthetic_clips
 
-    print("warning: no calibration data (pass --calib DATA); calibrating int8 on built-in synthetic clips")
+    print("warning: no calibration data (no --calib DATA was passed, and the checkpoint's own data split is not "
+          "there or has no readable video); calibrating int8 on built-in synthetic clips", file=sys.stderr)
     return synthetic_clips(n, Preprocessing.for_model(model.config))
 
 
@@ -580,7 +617,7 @@ def verify_artifact(artifact: str | Path, against: str | Path | None = None, *, 
         with load_plan(plan) as candidate:
             compare(result, reference_engine(ckpt, model), candidate, inputs)
     except Exception as exc:
-        result.status, result.reason = "FAILED", f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
+        result.status, result.reason = "FAILED", describe(exc)
     result.seconds = round(time.perf_counter() - t0, 2)
     result.sha256 = artifact_sha256(artifact)
     _record(artifact.parent, plan, result, ckpt.sha256)

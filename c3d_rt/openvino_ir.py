@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from .artifacts import INPUT_NAME, OUTPUT_NAME, ArtifactError, ArtifactInfo
+from .errors import describe
 
 RT_SECTION = "c3d_rt"
 INSTALL_HINT = "pip install 'c3d-rt[openvino]'"
@@ -59,7 +60,7 @@ def _convert(onnx_path: Path):
     try:
         model = ov.convert_model(str(onnx_path))
     except Exception as exc:
-        raise ArtifactError(f"{onnx_path}: OpenVINO cannot convert it ({type(exc).__name__}: {str(exc)[:200]}); "
+        raise ArtifactError(f"{onnx_path}: OpenVINO cannot convert it ({describe(exc)}); "
                             "re-export the fp32 ONNX file with `c3d-rt export`.") from None
     # The ONNX frontend copies metadata_props into rt_info["framework"]; that copy says format "onnx"
     # (and precision "fp32" for int8), so drop it: the c3d_rt section is the one source of truth.
@@ -212,7 +213,7 @@ def read_openvino_info(xml_path: Path) -> ArtifactInfo:
         model = ov.Core().read_model(str(xml_path))
     except Exception as exc:
         raise ArtifactError(f"{xml_path}: not a readable OpenVINO IR "
-                            f"({type(exc).__name__}: {str(exc)[:200]}).") from None
+                            f"({describe(exc)}).") from None
     if not model.has_rt_info([RT_SECTION]):
         raise ArtifactError(f"{xml_path}: has no c3d-rt metadata (labels, clip length, preprocessing). "
                             "Export it with `c3d-rt export CKPT`, which writes them into the file.")

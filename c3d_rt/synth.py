@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +19,8 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from .data import write_split_lists, group_split
+from .data import META_FILE, SYNTH_PARTIAL, group_split, write_split_lists
+from .fileio import atomic_write_text
 
 # class name -> (dx, dy, zoom, rotate) unit motion of the camera per frame
 MOTIONS: dict[str, tuple[float, float, float, float]] = {
@@ -144,23 +146,84 @@ def make_clip(root: Path, spec: SynthSpec, cls: str, index: int) -> str:
     return rel
 
 
-def synthesize(root: str | Path, spec: SynthSpec = SynthSpec(), workers: int = 2, progress: bool = True) -> Path:
-    """Write the synthetic data set to ``root`` (idempotent: existing clips are kept)."""
+OWN_FILE = re.compile(r"^\.?[a-z_]+_g\d{3}_c01(\.tmp)?\.avi$")  # a clip, or the temporary file of one
+
+
+def spec_dict(spec: SynthSpec) -> dict:
+    return json.loads(json.dumps({**spec.__dict__, "classes": list(spec.classes)}))
+
+
+def previous_spec(root: Path) -> dict | None:
+    """The spec of the set (finished or not) that an earlier run wrote into ``root``, if it says."""
+    for name in (META_FILE, SYNTH_PARTIAL):
+        try:
+            return json.loads((root / name).read_text())["spec"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return None
+
+
+def remove_stale(root: Path, spec: SynthSpec, previous: dict | None) -> int:
+    """Delete synth's own files that this spec would not write: clips of another spec, extra clips, temporaries.
+
+    Clips of an identical earlier spec are kept (the same seed writes the same videos); files that
+    synth does not name are never touched.
+    """
+    same = previous == spec_dict(spec)
+    keep = {clip_name(c, i) for c in spec.classes for i in range(spec.clips_per_class)} if same else set()
+    removed = 0
+    for cls in MOTIONS:
+        folder = root / cls
+        if not folder.is_dir():
+            continue
+        for path in folder.iterdir():
+            if OWN_FILE.match(path.name) and f"{cls}/{path.name}" not in keep:
+                path.unlink()
+                removed += 1
+        if cls not in spec.classes and not any(folder.iterdir()):
+            folder.rmdir()
+    return removed
+
+
+def clips_written(root: str | Path, spec: SynthSpec) -> int:
+    """How many of the spec's clips exist in ``root`` (to report an interrupted run)."""
+    root = Path(root)
+    return sum((root / clip_name(c, i)).is_file() for c in spec.classes for i in range(spec.clips_per_class))
+
+
+def synthesize(root: str | Path, spec: SynthSpec = SynthSpec(), workers: int = 2, progress: bool = True,
+               log=lambda _m: None) -> Path:
+    """Write the synthetic data set to ``root``; a re-run with the same spec keeps the clips already written.
+
+    ``dataset.json`` is written last: until then a marker says the set is unfinished, and training
+    refuses it. Stale clips of an earlier, different spec are removed first.
+    """
     root = Path(root)
     unknown = [c for c in spec.classes if c not in MOTIONS]
     if unknown:
         raise ValueError(f"unknown synthetic classes {unknown}; choose from {', '.join(MOTIONS)}")
+    root.mkdir(parents=True, exist_ok=True)
+    previous = previous_spec(root)
+    (root / META_FILE).unlink(missing_ok=True)  # from here on the set is unfinished until the end
+    removed = remove_stale(root, spec, previous)  # interrupted here, the next run applies the same rule
+    if removed:
+        log(f"removed {removed} stale files of an earlier synth run from {root}")
+    atomic_write_text(json.dumps({"generator": "c3d-rt synth", "spec": spec_dict(spec)}, indent=2), root / SYNTH_PARTIAL)
     for cls in spec.classes:
         (root / cls).mkdir(parents=True, exist_ok=True)
     jobs = [(cls, i) for cls in spec.classes for i in range(spec.clips_per_class)]
-    with ThreadPoolExecutor(max_workers=workers) as pool:
+    pool = ThreadPoolExecutor(max_workers=workers)
+    try:
         results = pool.map(lambda job: make_clip(root, spec, *job), jobs)
         relpaths = list(tqdm(results, total=len(jobs), desc="synth", unit="clip", disable=not progress))
+    finally:  # on Ctrl-C, stop at once: clips not yet started are cancelled, those running finish whole
+        pool.shutdown(wait=True, cancel_futures=True)
     train, val = group_split(relpaths, spec.val_fraction, spec.seed)
     write_split_lists(root, train, val)
     (root / "classInd.txt").write_text("".join(f"{i + 1} {c}\n" for i, c in enumerate(spec.classes)))
-    meta = {"generator": "c3d-rt synth", "allow_hflip": False, "spec": {**spec.__dict__, "classes": list(spec.classes)}}
-    (root / "dataset.json").write_text(json.dumps(meta, indent=2))
+    meta = {"generator": "c3d-rt synth", "allow_hflip": False, "spec": spec_dict(spec)}
+    atomic_write_text(json.dumps(meta, indent=2), root / META_FILE)  # last: the set is complete
+    (root / SYNTH_PARTIAL).unlink(missing_ok=True)
     return root
 
 

@@ -34,8 +34,8 @@ from .config import ModelConfig, Preprocessing, TrainConfig
 from .errors import C3DError
 from .data import DataSplit, VideoClipDataset, load_data_split
 from .model import C3D, param_groups
+from .runfolder import BEST, LAST, LOG, check_run_dir, clear_run_dir, epochs_done  # noqa: F401 (re-exported)
 
-LAST, BEST, LOG = "last.pt", "best.pt", "log.jsonl"
 SCRATCH_INPUT_SCALE = 1 / 64  # mean-subtracted 0..255 pixels -> roughly unit range
 
 
@@ -63,8 +63,11 @@ def recipe_setup(recipe: str, pretrained: bool, *, width: float = 1.0, crop_size
         raise TrainingError(f"unknown recipe {recipe!r}; expected finetune or scratch")
     settings = dict(RECIPES[recipe])
     model_overrides = settings.pop("model", {})
-    model_config = ModelConfig(width=width, crop_size=crop_size, **model_overrides)
-    prep = Preprocessing.for_model(model_config, frame_interval=frame_interval)
+    try:
+        model_config = ModelConfig(width=width, crop_size=crop_size, **model_overrides)
+        prep = Preprocessing.for_model(model_config, frame_interval=frame_interval)
+    except ValueError as exc:  # the config's own checks: a bad --width, --crop-size or --frame-interval
+        raise TrainingError(f"{exc}. Pass values that C3D's shape allows (e.g. --crop-size 112, 64 or 48).") from None
     cfg = TrainConfig(**{**settings, "epochs": epochs, "batch_size": batch_size, "workers": workers, "seed": seed,
                          **({"lr": lr} if lr is not None else {})})
     return model_config, prep, cfg
@@ -256,6 +259,7 @@ class FitResult:
     best_top1: float
     last_metrics: dict[str, Any]
     skipped_videos: int
+    best_split: str = "validation"  # which clips best_top1 was measured on: "validation" or "training"
 
 
 def build_datasets(split: DataSplit, prep: Preprocessing, cfg: TrainConfig, hflip: bool | None):
@@ -281,15 +285,22 @@ def _epoch_loader(dataset: VideoClipDataset, cfg: TrainConfig, epoch: int, ddp: 
 
 def fit(data: str | Path, run_dir: str | Path, *, model_config: ModelConfig | None = None,
         prep: Preprocessing | None = None, cfg: TrainConfig = TrainConfig(), pretrained: str | Path | None = None,
-        resume: bool = False, device: str = "auto", hflip: bool | None = None, progress: bool = True,
-        log: Callable[[str], None] = print) -> FitResult:
-    """Train C3D on the class folders in ``data``; write checkpoints and a log to ``run_dir``."""
+        resume: bool = False, overwrite: bool = False, expect: dict[str, Any] | None = None, device: str = "auto",
+        hflip: bool | None = None, progress: bool = True, log: Callable[[str], None] = print) -> FitResult:
+    """Train C3D on the class folders in ``data``; write checkpoints and a log to ``run_dir``.
+
+    A ``run_dir`` holding an earlier run is refused unless ``resume`` (continue it) or ``overwrite``
+    (replace it). On resume, ``expect`` holds the settings a user asked for explicitly (``width``,
+    ``crop_size``, ``frame_interval``, ``epochs``, ...): any that contradicts the saved run is refused.
+    """
     run_dir = Path(run_dir)
+    check_run_dir(run_dir, resume, overwrite)
     ddp = init_distributed(device if device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
     dev = resolve_device(device, ddp)
     say = log if ddp.main else (lambda _msg: None)
     state = _load_resume_state(run_dir, say) if resume else None
-    if state is not None:  # the run's own settings win over the command line
+    if state is not None:  # the run's own settings win; a contradicting request was refused above
+        check_resume(run_dir, state, Path(data), expect or {})
         cfg = TrainConfig.from_dict(state["train_config"])
         model_config = ModelConfig.from_dict(state["model_config"])
         prep = Preprocessing.from_dict(state["preprocessing"])
@@ -320,6 +331,10 @@ def fit(data: str | Path, run_dir: str | Path, *, model_config: ModelConfig | No
     train_set, val_set = build_datasets(split, prep, cfg, prep.allow_hflip)
     net = DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None) if ddp.enabled else model
     if ddp.main:
+        for warning in split_warnings(split, train_set, val_set, prep):
+            say(f"warning: {warning}")
+        if overwrite and state is None:
+            clear_run_dir(run_dir, say)
         run_dir.mkdir(parents=True, exist_ok=True)
         truncate_log(run_dir / LOG, start_epoch)  # log epochs are 1-based: keep those already done
         say(f"training C3D (width {model_config.width:g}, {model_config.num_classes} classes) on {dev} x{ddp.world}: "
@@ -341,7 +356,85 @@ def fit(data: str | Path, run_dir: str | Path, *, model_config: ModelConfig | No
     if ddp.enabled:
         dist.barrier()
     skipped = len(train_set.skipped) + (len(val_set.skipped) if val_set else 0)
-    return FitResult(run_dir, best_top1, metrics, skipped)
+    return FitResult(run_dir, best_top1, metrics, skipped, "validation" if val_set is not None else "training")
+
+
+# --- guarding earlier runs and the data ----------------------------------------------------------
+
+RESUME_KEYS = {  # CLI option -> where the saved run keeps it
+    "width": ("model_config", "width"), "crop_size": ("model_config", "crop_size"),
+    "frame_interval": ("preprocessing", "frame_interval"), "hflip": ("preprocessing", "allow_hflip"),
+    "epochs": ("train_config", "epochs"), "batch_size": ("train_config", "batch_size"),
+    "lr": ("train_config", "lr"), "seed": ("train_config", "seed"), "recipe": ("train_config", "optimizer"),
+}
+RECIPE_OF_OPTIMIZER = {"sgd": "finetune", "adamw": "scratch"}
+
+
+def check_resume(run_dir: Path, state: dict[str, Any], data: Path, expect: dict[str, Any]) -> None:
+    """Refuse a resume that is done already, or whose arguments or data contradict the saved run."""
+    saved_epochs = state["train_config"]["epochs"]
+    if state["epoch"] + 1 >= saved_epochs:
+        raise TrainingError(
+            f"--resume: {run_dir} is complete ({saved_epochs} of {saved_epochs} epochs; best top-1 "
+            f"{state['best_top1']:.3f}); there is nothing to continue. To train further, start a new run from its "
+            f"weights: c3d-rt train {data} --out NEW_RUN --pretrained {run_dir / LAST} (with the same --width, "
+            "--crop-size and --recipe).")
+    conflicts = []
+    for name, wanted in expect.items():
+        if name == "pretrained":
+            conflicts.append("--pretrained (a resumed run continues from its own last.pt)")
+            continue
+        section, key = RESUME_KEYS[name]
+        saved = state[section][key]
+        saved = RECIPE_OF_OPTIMIZER.get(saved, saved) if name == "recipe" else saved
+        if wanted != saved and not (name == "recipe" and wanted == "auto"):
+            conflicts.append(f"--{name.replace('_', '-')} {wanted} (the run has {saved})")
+    if conflicts:
+        raise TrainingError(f"--resume: {run_dir} was started with other settings: {'; '.join(conflicts)}. "
+                            "Leave these options out to continue the run as it was started, or train a new run "
+                            "into another --out folder.")
+    _check_resume_data(run_dir, state["split"], data)
+
+
+def _check_resume_data(run_dir: Path, split: dict[str, Any], data: Path) -> None:
+    classes = sorted(p.name for p in data.iterdir() if p.is_dir()) if data.is_dir() else []
+    missing_classes = [c for c in split["classes"] if c not in classes]
+    missing = [p for p in split["train"] + split["val"] if not (data / p).exists()]
+    if not data.is_dir() or missing_classes or missing:
+        what = ("it is not a folder" if not data.is_dir() else
+                f"it lacks the classes {', '.join(missing_classes[:4])}" if missing_classes else
+                f"{len(missing)} of the run's {len(split['train']) + len(split['val'])} videos are missing "
+                f"(e.g. {missing[0]})")
+        raise TrainingError(f"--resume: {run_dir} was trained on {split['root']}, and {data} does not hold that data "
+                            f"({what}). Pass the run's data folder.")
+
+
+def split_warnings(split: DataSplit, train_set: VideoClipDataset, val_set: VideoClipDataset | None,
+                   prep: Preprocessing) -> list[str]:
+    """What makes the reported accuracy mean less than it seems, or a clip differ from what was asked."""
+    notes = []
+    if len(split.classes) == 1:
+        notes.append(f"the data has one class ({split.classes[0]}): every prediction is right, so the accuracy "
+                        "says nothing. Add a folder of videos for each other class.")
+    if val_set is None:
+        notes.append(f"{split.root} has no validation split (too few videos per class, or an empty "
+                        "splits/test.txt): the top-1 reported is on the TRAINING clips, not a held-out accuracy.")
+    else:
+        seen = {rel.split("/", 1)[0] for rel, _, _ in val_set.items}
+        absent = [c for c in split.classes if c not in seen]
+        if absent:
+            notes.append(f"the validation split has no readable clip of {len(absent)} of {len(split.classes)} "
+                            f"classes ({', '.join(absent[:4])}{' ...' if len(absent) > 4 else ''}): "
+                            "their accuracy is not measured.")
+    span = (prep.clip_len - 1) * prep.frame_interval + 1
+    short = [rel for rel, n, _ in train_set.items if n < span]
+    if short:
+        longest = max(n for _, n, _ in train_set.items)
+        notes.append(f"{len(short)} of {len(train_set.items)} training videos have fewer than {span} frames, the "
+                        f"span of one clip at --frame-interval {prep.frame_interval}: their clips wrap around to the "
+                        f"start. The longest video has {longest} frames; a --frame-interval of at most "
+                        f"{max(1, (longest - 1) // max(1, prep.clip_len - 1))} fits it.")
+    return notes
 
 
 def _load_resume_state(run_dir: Path, say: Callable[[str], None]) -> dict[str, Any] | None:

@@ -20,7 +20,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..errors import C3DError
+from ..errors import C3DError, describe
 from ..fileio import read_json, user_cache_dir, write_json_quietly
 from .base import Engine, EngineError, EngineUnavailable, time_calls
 from .registry import Plan, artifact_sha256, availability, gpu_available, load_plan, plans, resolve, unproven
@@ -127,7 +127,7 @@ def _time_all(to_time: list[Plan], iters: int, log, options) -> tuple[Engine, li
             clips = np.zeros((1, *engine.input_shape), np.float32)
             trial.p50_ms = round(float(np.median(time_calls(engine, clips, warmup=2, iters=iters))), 3)
         except Exception as exc:  # an engine that breaks while timing is a failed trial, not a failed run
-            trial.status, trial.reason = "failed", f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+            trial.status, trial.reason = "failed", describe(exc)
             engine.close()
             continue
         log(f"  auto: {plan.key:<24} p50 {trial.p50_ms:.2f} ms")

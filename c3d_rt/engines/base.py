@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..artifacts import ArtifactInfo
-from ..errors import C3DError
+from ..errors import C3DError, describe
 
 
 class EngineError(C3DError):
@@ -106,7 +106,7 @@ class Engine(ABC):
         except Exception as exc:
             expected = ", ".join(map(str, self.input_shape))
             raise EngineError(f"{self.path}: {self.key} cannot run the clips its metadata describes (B, {expected}) "
-                              f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]}). The file and its metadata "
+                              f"({describe(exc)}). The file and its metadata "
                               "disagree: export the checkpoint again.") from None
 
     def close(self) -> None:

@@ -11,8 +11,9 @@ from __future__ import annotations
 import numpy as np
 
 from ..artifacts import ArtifactError
-from .base import Engine, EngineError, EngineUnavailable
+from ..errors import describe
 from ..fileio import user_cache_dir
+from .base import Engine, EngineError, EngineUnavailable
 from .registry import Plan, precision_unavailable, read_info
 
 MODES = ("latency", "throughput", "defaults")  # defaults: compile_model(path, "CPU") as a user would, no config
@@ -37,8 +38,7 @@ class OpenVinoEngine(Engine):
         try:
             self.compiled = core.compile_model(str(plan.path), "CPU", config)
         except Exception as exc:
-            raise EngineError(f"{plan.path}: OpenVINO could not compile it ({type(exc).__name__}: "
-                              f"{str(exc).splitlines()[0][:300]})") from None
+            raise EngineError(f"{plan.path}: OpenVINO could not compile it ({describe(exc)})") from None
         self._check_signature()
         self.output = self.compiled.output(0)
         self.request = self.compiled.create_infer_request()

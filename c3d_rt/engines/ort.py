@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..artifacts import INPUT_NAME, OUTPUT_NAME, ArtifactError, read_onnx_info
+from ..errors import describe
 from ..fileio import user_cache_dir
 from .base import Engine, EngineError, EngineUnavailable
 from .registry import Plan
@@ -91,7 +92,7 @@ class OrtEngine(Engine):
             if cuda_graph:  # some node stays on the CPU: CUDA graphs cannot capture it
                 return self._session(ort, threads, spin, False)
             raise EngineError(f"{self.path}: ONNX Runtime could not create a session "
-                              f"({type(exc).__name__}: {str(exc).splitlines()[0][:300]})") from None
+                              f"({describe(exc)})") from None
 
     def _check_provider(self, plan: Plan) -> None:
         wanted = {"cpu": CPU, "cuda": CUDA}[plan.device] if plan.engine == "ort" else TRT

@@ -297,10 +297,21 @@ class LiveRecognizer:
             if sink is not None:
                 sink.close()
 
+    def _end_reason(self) -> str:
+        """Why the run ended, and why it made no prediction where that is the case."""
+        reason = self.end_reason or "stopped"
+        prep = self.model.info.preprocessing
+        needed = (prep.clip_len - 1) * prep.frame_interval + 1
+        if self.predictions == 0 and self.frames_read < needed:
+            reason += (f"; no prediction: the source gave {self.frames_read} frames and one clip needs {needed} "
+                       f"({prep.clip_len} frames, every {prep.frame_interval}). Use a longer video, --loop, "
+                       "or a larger --max-frames")
+        return reason
+
     def summary(self, duration_s: float) -> RunSummary:
         return RunSummary(
             model=str(self.model.path), engine=self.model.key, source=self.source.description,
-            end_reason=self.end_reason or "stopped", duration_s=round(duration_s, 3), frames_read=self.frames_read,
+            end_reason=self._end_reason(), duration_s=round(duration_s, 3), frames_read=self.frames_read,
             capture_fps=round(self._capture_fps(), 2), frames_dropped=self.source.frames_dropped,
             windows_due=self.ring.windows_due, predictions=self.predictions, windows_dropped=self.ring.windows_dropped,
             predictions_per_s=round(self.predictions / duration_s, 2) if duration_s > 0 else 0.0,
