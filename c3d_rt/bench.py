@@ -454,8 +454,8 @@ def format_table(report: BenchReport) -> str:
 def format_markdown(report: BenchReport) -> str:
     m = report.machine
     head = (f"# c3d-rt bench: {report.model_dir}\n\n"
-            f"- machine: {m.get('cpu')} ({m.get('cores')} cores), GPU {m.get('gpu') or 'none'}, "
-            f"driver {m.get('gpu_driver') or 'none'}\n"
+            f"- machine: {m.get('cpu')} ({m.get('cores')} cores; flags {m.get('cpu_flags') or '-'}), "
+            f"GPU {m.get('gpu') or 'none'}, driver {m.get('gpu_driver') or 'none'}\n"
             f"- versions: python {m.get('python')}, torch {m.get('torch')}, onnxruntime {m.get('onnxruntime')}, "
             f"openvino {m.get('openvino')}, c3d-rt {m.get('c3d_rt')}; date {m.get('date')}\n"
             f"- agreement reference: {report.reference}, on {report.settings['clips']} {report.clips_source}\n"
