@@ -245,7 +245,8 @@ def bench_auto(model_dir: Path, checkpoint: Path | None, clips: np.ndarray, refe
     def engine_for(_batch: int) -> Engine:
         nonlocal chosen
         if chosen is None:
-            chosen, choice = choose(model_dir, "auto", checkpoint=checkpoint, threads=s.threads, log=lambda _m: None)
+            options = {"live": True, **({"threads": s.threads} if s.threads else {})}  # as `webcam` loads it
+            chosen, choice = choose(model_dir, "auto", checkpoint=checkpoint, log=lambda _m: None, **options)
             report.auto_choice = asdict(choice)
             for row in rows:
                 row.device = chosen.device

@@ -120,7 +120,7 @@ def synth(
     width: int = typer.Option(171, min=32, help="Frame width in pixels."),
     height: int = typer.Option(128, min=32, help="Frame height in pixels."),
     val_fraction: float = typer.Option(0.25, min=0.0, max=0.9, help="Share held out for evaluation."),
-    seed: int = typer.Option(0, help="Random seed: the same seed writes the same videos."),
+    seed: int = typer.Option(0, min=0, help="Random seed: the same seed writes the same videos."),
 ) -> None:
     """Write the built-in synthetic motion data set (pan, tilt, zoom, rotation, static)."""
     validate.output_dir(dst, "DST")
@@ -145,7 +145,8 @@ def train(
     batch_size: int = typer.Option(16, min=1),
     lr: Optional[float] = typer.Option(None, min=0.0, help="Base learning rate (fc8 gets 10x with the seed's recipe)."),
     width: float = typer.Option(1.0, min=0.0625, max=4.0, help="Channel width multiplier; 1.0 is the paper's C3D."),
-    crop_size: int = typer.Option(112, min=32, help="Crop size (multiple of 16); frames are resized in proportion."),
+    crop_size: int = typer.Option(112, min=32, max=448, help="Crop size (multiple of 16); frames are resized in "
+                                                             "proportion."),
     frame_interval: int = typer.Option(1, min=1, help="Take every N-th frame; the runtime uses the same."),
     pretrained: Optional[Path] = typer.Option(None, exists=True, dir_okay=False,
                                               help="Sports-1M / reference / c3d-rt weights to start from."),
@@ -158,7 +159,7 @@ def train(
     workers: int = typer.Option(2, min=0, help="DataLoader worker processes."),
     hflip: Optional[bool] = typer.Option(None, "--hflip/--no-hflip",
                                          help="Horizontal flip augmentation; default: what the data set allows."),
-    seed: int = typer.Option(0),
+    seed: int = typer.Option(0, min=0),
 ) -> None:
     """Train C3D on class folders of videos (also under `torchrun --nproc_per_node=N`)."""
     validate.input_dir(data, "DATA", "a folder with one sub-folder of videos per class (make one with "
@@ -258,10 +259,15 @@ def export(
     typer.echo(format_report_table(report))
     if json_out:
         _write_json(json_out, report.to_dict())
-    if not report.ok:
-        failed = ", ".join(a.format for a in report.artifacts if a.status != "ok")
-        typer.secho(f"error: {failed} failed the equivalence check and was not written (see {out / 'report.json'})",
-                    fg=typer.colors.RED, err=True)
+    failed, refused = report.failures(explicit=formats is not None)
+    if refused:
+        typer.secho(f"warning: {', '.join(refused)} did not keep top-1 within the rule and was not written (see "
+                    f"{out / 'report.json'}); the other formats are proven. Pass --calib DATA with more clips, or "
+                    "ask for the format with --formats to make its failure an error.", fg=typer.colors.YELLOW,
+                    err=True)
+    if failed:
+        typer.secho(f"error: {', '.join(failed)} failed the equivalence check and was not written (see "
+                    f"{out / 'report.json'})", fg=typer.colors.RED, err=True)
         raise typer.Exit(code=1)
 
 

@@ -6,12 +6,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from .checkpoint import CheckpointError, load_checkpoint
 from .config import Preprocessing
 from .data import DataError, VideoClipDataset, load_data_split
-from .train import evaluate
+from .train import Dist, evaluate, resolve_device
 
 
 def save_confusion_png(confusion: list[list[int]], labels: list[str], path: str | Path, title: str = "") -> Path:
@@ -62,7 +61,7 @@ def evaluate_checkpoint(ckpt_path: str | Path, data: str | Path, *, batch_size: 
     if not split.val:
         raise DataError(f"{data}: the evaluation split is empty (splits/test.txt lists no readable video).")
     prep = ckpt.preprocessing or Preprocessing.for_model(ckpt.model_config)
-    dev = torch.device("cuda" if device in ("auto", "cuda") and torch.cuda.is_available() else "cpu")
+    dev = resolve_device(device, Dist())  # --device cuda without a GPU is an error, as in train
     dataset = VideoClipDataset(split.root, split.val, split.classes, prep, train=False)
     model = ckpt.build_model().to(dev)
     result = evaluate(model, dataset, dev, len(labels), batch_size, workers, progress=progress)

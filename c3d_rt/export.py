@@ -322,6 +322,20 @@ class ExportReport:
     def ok(self) -> bool:
         return all(a.status == "ok" for a in self.artifacts)
 
+    def failures(self, explicit: bool) -> tuple[list[str], list[str]]:
+        """(formats whose failure fails the export, formats merely refused).
+
+        A format asked for by name must pass. Of the default set, an int8 format that misses the
+        rule is refused (not written, said in the table) without failing the export: whether
+        quantisation keeps a given model's top-1 is a property of that model, while an fp32 or
+        fp16 mismatch is a bug.
+        """
+        failed = [a.format for a in self.artifacts if a.status != "ok"]
+        if explicit:
+            return failed, []
+        refused = [f for f in failed if FORMATS[f].precision == "int8"]
+        return [f for f in failed if f not in refused], refused
+
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "ok": self.ok}
 
@@ -420,10 +434,11 @@ class ExportJob:
         try:
             self.write(fmt, tmp)
             self.prove(result, tmp, fmt)
-            if fmt == "openvino-int8" and result.status != "ok" and len(self.inputs.real):
-                # NNCF's own remedy: revert layers to float until top-1 agrees on the *calibration* clips
-                # (never the held-out ones the proof uses), then prove again.
-                self.write(fmt, tmp, accuracy_control=True)
+            if fmt == "openvino-int8" and result.status != "ok":
+                # Once more with NNCF's full bias correction: on the demo model it cut the clips whose top-1
+                # flipped from 7 to 3 of 180 (benchmarks/README.md). Its accuracy control, tuned on training
+                # clips, reverted nothing on either model measured, so it is not the retry.
+                self.write(fmt, tmp, full_bias_correction=True)
                 self.prove(result, tmp, fmt)
         except C3DError:
             raise
@@ -443,13 +458,13 @@ class ExportJob:
         with proof_engine(path, fmt) as candidate:
             compare(result, self.reference, candidate, self.inputs)
 
-    def write(self, fmt: str, tmp: Path, accuracy_control: bool = False) -> None:
+    def write(self, fmt: str, tmp: Path, full_bias_correction: bool = False) -> None:
         spec = FORMATS[fmt]
         info = artifact_info(self.ckpt, self.labels, self.prep, spec.kind, spec.precision,
                              None if spec.kind == "torchscript" else self.opset)
         with quiet_third_party():
             self.fp32_onnx = _write(fmt, self.model, info, tmp, self.staging, self.fp32_onnx, self.opset,
-                                    self.calib_set, self.calib_clips, self.report, accuracy_control)
+                                    self.calib_set, self.calib_clips, self.report, full_bias_correction)
 
 
 def _earlier_results(out_dir: Path, earlier: dict, formats: list[str]) -> list[ArtifactResult]:
@@ -515,7 +530,7 @@ def _ordered(formats: list[str]) -> list[str]:
 
 
 def _write(fmt, model, info, tmp, staging, fp32_onnx, opset, calib_set, calib_clips, report,
-           accuracy_control=False) -> Path | None:
+           full_bias_correction=False) -> Path | None:
     """Write one format to ``tmp``; return the fp32 ONNX file that the other formats derive from."""
     if fmt == "torchscript":
         write_torchscript(model, info, tmp)
@@ -541,7 +556,7 @@ def _write(fmt, model, info, tmp, staging, fp32_onnx, opset, calib_set, calib_cl
             from .openvino_ir import write_openvino_int8
 
             report.quantization["openvino-int8"] = write_openvino_int8(
-                fp32_onnx, info, tmp, clips, agreement_clips=clips if accuracy_control else None)
+                fp32_onnx, info, tmp, clips, **({"fast_bias_correction": False} if full_bias_correction else {}))
     return fp32_onnx
 
 
