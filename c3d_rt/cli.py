@@ -102,13 +102,15 @@ def prepare(
     move: bool = typer.Option(False, "--move", help="Move files instead of copying them."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Report what would happen; change nothing."),
     val_fraction: float = typer.Option(0.2, min=0.0, max=0.9, help="Share of groups held out without --lists."),
+    resplit: bool = typer.Option(False, "--resplit", help="Replace a different split already in DST."),
 ) -> None:
     """Sort videos into class folders and write a train/test split that never splits a group."""
     if not dry_run:
         validate.output_dir(dst, "DST")
     from .prepare import prepare as run_prepare
 
-    report = run_prepare(src, dst, lists=lists, split=split, move=move, dry_run=dry_run, val_fraction=val_fraction)
+    report = run_prepare(src, dst, lists=lists, split=split, move=move, dry_run=dry_run, val_fraction=val_fraction,
+                         resplit=resplit)
     typer.echo(report.summary())
 
 

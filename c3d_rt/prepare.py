@@ -15,8 +15,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from .data import (DataError, group_split, is_frame_folder, is_video, read_class_index, read_split_list,
-                   write_split_lists)
+from .data import (SPLIT_DIR, DataError, group_split, is_frame_folder, is_video, read_class_index,
+                   read_split_list, write_split_lists)
 
 UCF_NAME = re.compile(r"^v_(?P<cls>[A-Za-z0-9]+)_g(?P<group>\d+)_c(?P<clip>\d+)\.\w+$")
 
@@ -105,7 +105,7 @@ def official_split(lists: Path, split: int, present: set[str], canonical: dict[s
 
 def prepare(src: str | Path, dst: str | Path, *, lists: str | Path | None = None, split: int = 1,
             move: bool = False, dry_run: bool = False, val_fraction: float = 0.2, seed: int = 0,
-            progress: bool = True) -> PrepareReport:
+            progress: bool = True, resplit: bool = False) -> PrepareReport:
     src, dst = Path(src), Path(dst)
     if not src.is_dir():
         raise DataError(f"{src}: no such folder. Expected a folder of UCF101 videos (v_<Class>_gNN_cNN.avi) "
@@ -133,7 +133,33 @@ def prepare(src: str | Path, dst: str | Path, *, lists: str | Path | None = None
         train, test = group_split(sorted(present), val_fraction, seed)
         report.split_source = f"group-aware, {val_fraction:.0%} of groups held out, seed {seed}"
     report.train, report.test = len(train), len(test)
+    if not resplit:
+        _refuse_another_split(dst, train, test, classes)
     if not dry_run:
         write_split_lists(dst, train, test)
         (dst / "classInd.txt").write_text("".join(f"{i + 1} {c}\n" for i, c in enumerate(classes)))
+        _carry_dataset_description(src, dst)
     return report
+
+
+def _refuse_another_split(dst: Path, train: list[str], test: list[str], classes: list[str]) -> None:
+    """A folder's split (and class order) is what its checkpoints' held-out figures refer to: never replace it
+    quietly."""
+    old_train, old_test = dst / SPLIT_DIR / "train.txt", dst / SPLIT_DIR / "test.txt"
+    if not (old_train.is_file() and old_test.is_file()):
+        return
+    same = (sorted(read_split_list(old_train)) == sorted(train) and sorted(read_split_list(old_test)) == sorted(test))
+    index = dst / "classInd.txt"
+    same_classes = not index.is_file() or read_class_index(index) == classes
+    if not (same and same_classes):
+        raise DataError(f"{dst}: already has a split ({len(read_split_list(old_train))} train, "
+                        f"{len(read_split_list(old_test))} test{'' if same_classes else ', other class order'}) "
+                        f"that differs from this one ({len(train)} train, {len(test)} test); checkpoints trained "
+                        "on it refer to it. Prepare into a new folder, or pass --resplit to replace it.")
+
+
+def _carry_dataset_description(src: Path, dst: Path) -> None:
+    """A data set's own description (``dataset.json``: e.g. that flips are not allowed) goes with its videos."""
+    description = src / "dataset.json"
+    if description.is_file() and not (dst / "dataset.json").exists():
+        shutil.copyfile(description, dst / "dataset.json")

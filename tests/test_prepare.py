@@ -60,3 +60,22 @@ def test_prepare_accepts_a_class_folder_tree(tmp_path):
             write_video(src / cls / f"{cls}_{i}.avi", 3, size=(32, 32))
     report = prepare(src, tmp_path / "out", progress=False)
     assert report.classes == ["brush_hair", "cartwheel"] and report.copied == 6
+
+
+def test_prepare_never_replaces_another_split_quietly(tmp_path):
+    import pytest
+
+    from c3d_rt.data import DataError
+
+    src, dst = _flat_ucf(tmp_path), tmp_path / "prepared"
+    prepare(src, dst, val_fraction=0.4, progress=False)
+    before = {p.name: p.read_bytes() for p in (dst / "splits").iterdir()}
+    with pytest.raises(DataError, match=r"already has a split \(12 train, 8 test\) that differs .* --resplit"):
+        prepare(src, dst, val_fraction=0.2, progress=False)
+    assert {p.name: p.read_bytes() for p in (dst / "splits").iterdir()} == before  # untouched
+    assert prepare(src, dst, val_fraction=0.2, progress=False, resplit=True).test != 8
+
+
+def test_prepare_carries_the_data_sets_own_description(tiny_data, tmp_path):
+    prepare(tiny_data, tmp_path / "copy", progress=False)
+    assert (tmp_path / "copy" / "dataset.json").read_text() == (tiny_data / "dataset.json").read_text()
