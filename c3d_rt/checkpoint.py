@@ -163,8 +163,11 @@ def load_checkpoint(path: str | os.PathLike, *, with_hash: bool = True) -> Check
     try:
         raw = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle, zip and weights_only errors all mean the same to a user
+        if path.suffix.lower() in (".onnx", ".xml", ".ts"):
+            raise CheckpointError(f"{path}: an exported model, not a training checkpoint. Pass the .pt checkpoint it "
+                                  "was exported from (its path is in the export's report.json).") from None
         raise CheckpointError(
-            f"{path}: cannot be read as a PyTorch checkpoint ({describe(exc)}). "
+            f"{path}: cannot be read as a PyTorch checkpoint ({describe(exc).split(' Re-running')[0]}). "
             "Expected a file saved with torch.save: a c3d-rt checkpoint, a reference-trainer "
             "{'state_dict': ...} or a C3D state dict."
         ) from None
@@ -215,7 +218,12 @@ def adapt_num_classes(
 def init_from_pretrained(model: C3D, ckpt: Checkpoint, log: Callable[[str], None] = print) -> None:
     """Load pretrained weights into ``model``, replacing fc8 where the class count differs."""
     mine, theirs = model.config, ckpt.model_config
-    if (mine.width, mine.fc6_in, mine.batch_norm) != (theirs.width, theirs.fc6_in, theirs.batch_norm):
+    if mine.batch_norm != theirs.batch_norm:
+        kind = lambda c: "C3D-BN (BatchNorm after each conv)" if c.batch_norm else "plain C3D (no BatchNorm)"  # noqa: E731
+        recipe = "scratch" if theirs.batch_norm else "finetune"
+        raise CheckpointError(f"{ckpt.path}: weights are for {kind(theirs)}; the model being trained is {kind(mine)}. "
+                              f"Pass --recipe {recipe} to train the kind the weights are for.")
+    if (mine.width, mine.fc6_in) != (theirs.width, theirs.fc6_in):
         raise CheckpointError(
             f"{ckpt.path}: weights are for a C3D of width {theirs.width:g} (fc6 input {theirs.fc6_in}); "
             f"the model being trained has width {mine.width:g} (fc6 input {mine.fc6_in}). "

@@ -88,3 +88,17 @@ def test_atomic_save_keeps_the_old_file_on_failure(tmp_path):
         atomic_save({"b": Unpicklable()}, target)
     assert torch.load(target, weights_only=True)["a"].item() == 1
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
+
+
+def test_batchnorm_mismatch_says_which_recipe_fits(tmp_path):
+    path = tmp_path / "bn.pt"
+    torch.save(C3D(ModelConfig(num_classes=4, width=0.0625, batch_norm=True)).state_dict(), path)
+    with pytest.raises(CheckpointError, match=r"weights are for C3D-BN .* plain C3D .* --recipe scratch"):
+        init_from_pretrained(C3D(ModelConfig(num_classes=4, width=0.0625)), load_checkpoint(path))
+
+
+def test_an_exported_model_is_not_taken_for_a_checkpoint(tmp_path):
+    path = tmp_path / "c3d.onnx"
+    path.write_bytes(b"\x08\x07not a pickle")
+    with pytest.raises(CheckpointError, match="an exported model, not a training checkpoint"):
+        load_checkpoint(path)
