@@ -171,7 +171,7 @@ def measure(engine_for: Callable[[int], Engine], rows: list[Row], clips: np.ndar
                                       verdicts[id(engine)])
     except EngineUnavailable as exc:
         return [Row(rows[0].engine, rows[0].precision, rows[0].device, rows[0].batch, status="unavailable",
-                    reason=str(exc).splitlines()[0])]
+                    reason=describe(exc).split(": ", 1)[-1])]
     except Exception as exc:  # an engine that breaks is a row, not a crashed benchmark
         for row in rows:
             row.status, row.reason = "FAILED", describe(exc)

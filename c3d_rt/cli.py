@@ -274,8 +274,6 @@ def export(
 
 
 def _interrupted_export(ckpt: Path, out: Path, chosen: list[str], started: float) -> NoReturn:
-    from .engines.registry import FORMATS
-
     done = [f for f in chosen if (out / FORMATS[f].file).is_file() and (out / FORMATS[f].file).stat().st_mtime >= started]
     rest = [f for f in chosen if f not in done]
     _interrupted(f"proven and written to {out}: {', '.join(done) or 'nothing'} (no half-written file is left; "
@@ -301,7 +299,10 @@ def verify(
     from .export import verify_artifact
 
     if engine is not None and engine.value == "auto":
-        raise typer.BadParameter("verify checks one engine; name it (torch, ort, openvino, ...)", param_hint="--engine")
+        raise validate.ValidationError("--engine auto: verify checks one engine; name it (torch, ort, openvino, ...)")
+    if engine is None and (precision.value != "auto" or device.value != "cpu"):
+        raise validate.ValidationError("--precision and --device choose what --engine checks; name the engine too "
+                                       "(e.g. --engine openvino --precision bf16).")
     r = verify_artifact(artifact, against, calib=calib, engine=engine.value if engine else None,
                         precision=precision.value, device=device.value)
     errors = f"max|d logits| {r.max_abs_err:.3g}, max|d prob| {r.max_prob_err:.3g}, " if r.max_abs_err is not None else ""

@@ -394,15 +394,26 @@ def export_checkpoint(ckpt_path: str | Path, out_dir: str | Path = "export", *, 
                     report)
     with tempfile.TemporaryDirectory(dir=out_dir, prefix=".export-") as staging:
         job.staging = Path(staging)
-        for fmt in _ordered(formats):
-            result = job.export_one(fmt, out_dir)
-            report.artifacts.append(result)
-            log(_result_line(result))
-    earlier = read_report(out_dir) if read_report(out_dir).get("source_sha256") == ckpt.sha256 else {}
+        try:
+            for fmt in _ordered(formats):
+                result = job.export_one(fmt, out_dir)
+                report.artifacts.append(result)
+                log(_result_line(result))
+        except KeyboardInterrupt:  # what is proven and written so far is recorded, so a re-run keeps it
+            _write_report(out_dir, report, job, [a.format for a in report.artifacts], start, log, interrupted=True)
+            raise
+    return _write_report(out_dir, report, job, formats, start, log)
+
+
+def _write_report(out_dir: Path, report: ExportReport, job: "ExportJob", formats: list[str], start: float,
+                  log: Callable[[str], None], interrupted: bool = False) -> ExportReport:
+    """Merge what this export did with what an earlier export of the same checkpoint left, and save it."""
+    sha = job.ckpt.sha256
+    earlier = read_report(out_dir) if read_report(out_dir).get("source_sha256") == sha else {}
     report.artifacts += _earlier_results(out_dir, earlier, formats)
-    _remove_other_models(out_dir, ckpt.sha256, formats, log)
+    _remove_other_models(out_dir, sha, formats, log)
     report.artifacts.sort(key=lambda a: list(FORMATS).index(a.format))
-    report.proofs = prove_lowered_plans(out_dir, job, earlier, log)
+    report.proofs = earlier.get("proofs", []) if interrupted else prove_lowered_plans(out_dir, job, earlier, log)
     report.seconds = round(time.perf_counter() - start, 2)
     atomic_write_text(json.dumps(report.to_dict(), indent=2) + "\n", out_dir / REPORT_FILE)
     return report
@@ -468,12 +479,17 @@ class ExportJob:
 
 
 def _earlier_results(out_dir: Path, earlier: dict, formats: list[str]) -> list[ArtifactResult]:
-    """Proofs of files from an earlier export of the same checkpoint into this folder that this one left alone."""
-    try:
-        return [ArtifactResult(**a) for a in earlier.get("artifacts", []) if a.get("format") in FORMATS
-                and a["format"] not in formats and (out_dir / FORMATS[a["format"]].file).is_file()]
-    except TypeError:
-        return []
+    """Proofs of files from an earlier export of the same checkpoint into this folder that this one left
+    alone, while each file is still the one proven (same SHA-256)."""
+    kept = []
+    for a in earlier.get("artifacts", []):
+        try:
+            path = out_dir / FORMATS[a["format"]].file
+            if a["format"] not in formats and path.is_file() and a.get("sha256") == artifact_sha256(path):
+                kept.append(ArtifactResult(**a))
+        except (KeyError, TypeError, OSError):
+            continue
+    return kept
 
 
 def prove_lowered_plans(out_dir: Path, job: ExportJob, earlier: dict, log: Callable[[str], None]) -> list[dict]:
@@ -509,20 +525,23 @@ def proof_record(plan: Plan, result: ArtifactResult) -> dict:
 
 
 def _remove_other_models(out_dir: Path, sha256: str, formats: list[str], log: Callable[[str], None]) -> None:
-    """An export folder holds one model: files that an earlier export of another checkpoint left are removed."""
-    try:
-        earlier = json.loads((out_dir / REPORT_FILE).read_text())
-    except (OSError, ValueError):
-        return
-    if not isinstance(earlier, dict) or earlier.get("source_sha256") in (None, sha256):
-        return
-    stale = [part for name, spec in FORMATS.items() if name not in formats
-             for part in artifact_files(out_dir / spec.file) if part.is_file()]
+    """An export folder holds one model: files exported from another checkpoint (by their own metadata) go."""
+    folder_source = read_report(out_dir).get("source_sha256")
+    stale = []
+    for name, spec in FORMATS.items():
+        path = out_dir / spec.file
+        if name in formats or not path.is_file():
+            continue
+        try:
+            other = read_artifact_info(path).source_sha256 != sha256
+        except C3DError:  # unreadable: the folder's report says whose it was
+            other = folder_source not in (None, sha256)
+        if other:
+            stale += [part for part in artifact_files(path) if part.is_file()]
     for part in stale:
         part.unlink()
     if stale:
-        log(f"removed {', '.join(p.name for p in stale)}: exported earlier from another checkpoint "
-            f"({earlier.get('source', '?')})")
+        log(f"removed {', '.join(p.name for p in stale)}: exported earlier from another checkpoint")
 
 
 def _ordered(formats: list[str]) -> list[str]:

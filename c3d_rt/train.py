@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
@@ -34,7 +33,7 @@ from .config import ModelConfig, Preprocessing, TrainConfig
 from .errors import C3DError
 from .data import DataSplit, VideoClipDataset, load_data_split
 from .model import C3D, param_groups
-from .runfolder import BEST, LAST, LOG, check_run_dir, clear_run_dir, epochs_done  # noqa: F401 (re-exported)
+from .runfolder import BEST, LAST, LOG, check_run_dir, clear_run_dir  # noqa: F401 (re-exported)
 
 SCRATCH_INPUT_SCALE = 1 / 64  # mean-subtracted 0..255 pixels -> roughly unit range
 

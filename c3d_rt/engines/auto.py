@@ -20,7 +20,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..errors import C3DError, describe
+from ..errors import describe
 from ..fileio import read_json, user_cache_dir, write_json_quietly
 from .base import Engine, EngineError, EngineUnavailable, time_calls
 from .registry import Plan, artifact_sha256, availability, gpu_available, load_plan, plans, resolve, unproven
@@ -120,8 +120,8 @@ def _time_all(to_time: list[Plan], iters: int, log, options) -> tuple[Engine, li
         trials.append(trial)
         try:
             engine = load_plan(plan, **options)
-        except C3DError as exc:
-            trial.status, trial.reason = "failed", str(exc).splitlines()[0]
+        except Exception as exc:  # an engine that cannot load is a failed trial, not a failed run
+            trial.status, trial.reason = "failed", describe(exc)
             continue
         try:
             clips = np.zeros((1, *engine.input_shape), np.float32)
