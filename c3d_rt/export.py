@@ -409,7 +409,8 @@ def _write_report(out_dir: Path, report: ExportReport, job: "ExportJob", formats
                   log: Callable[[str], None], interrupted: bool = False) -> ExportReport:
     """Merge what this export did with what an earlier export of the same checkpoint left, and save it."""
     sha = job.ckpt.sha256
-    earlier = read_report(out_dir) if read_report(out_dir).get("source_sha256") == sha else {}
+    earlier = read_report(out_dir)
+    earlier = earlier if earlier.get("source_sha256") == sha else {}
     report.artifacts += _earlier_results(out_dir, earlier, formats)
     _remove_other_models(out_dir, sha, formats, log)
     report.artifacts.sort(key=lambda a: list(FORMATS).index(a.format))

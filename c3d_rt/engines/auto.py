@@ -4,8 +4,8 @@ Candidates are the plans (see :mod:`.registry`) whose library and device exist
 and whose file the exporter proved equivalent at that precision (``report.json``
 beside the file); the eager checkpoint is the reference itself. Each is loaded,
 warmed up and timed for a few batch-1 calls with the options the caller will
-use. The choice and its timing table are cached, keyed by the files (name, size,
-modification time, source hash), the CPU and GPU, and the library versions; a
+use. The choice and its timing table are cached, keyed by the files' SHA-256, the
+CPU (with its speed flags) and GPU, the library versions and the load options; a
 cache entry that cannot be read or no longer loads is rebuilt.
 """
 
