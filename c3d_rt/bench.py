@@ -27,8 +27,8 @@ import numpy as np
 from .artifacts import ArtifactInfo
 from .engines import ENGINES, PRECISIONS, Engine, EngineUnavailable, Plan, load_plan, plans, time_calls
 from .engines.equivalence import judge, run_batched
-from .engines.registry import (CHECKPOINT, DEVICES, FORMATS, artifact_size_mb, availability, folder_files, read_info,
-                               source_checkpoint)
+from .engines.registry import (CHECKPOINT, DEVICES, FORMATS, artifact_size_mb, availability, folder_files,
+                               library_installed, read_info, source_checkpoint)
 from .errors import C3DError, describe
 from .fileio import atomic_path
 from .runtime.stats import percentiles
@@ -295,8 +295,9 @@ def reference_logits(checkpoint, model_dir: Path, clips: np.ndarray) -> tuple[np
         return run_batched(reference_engine(checkpoint, checkpoint.build_model()), clips), "eager fp32 (CPU)"
     plan = Plan("ort", "fp32", "cpu", model_dir / FORMATS["onnx"].file, "onnx")
     with load_plan(plan) as engine:
-        return run_batched(engine, clips), ("ONNX Runtime CPU fp32 (the source checkpoint was not found; pass "
-                                            "--checkpoint)")
+        why = ("the source checkpoint was not found; pass --checkpoint" if library_installed("torch") else
+               "torch is not installed, so the checkpoint cannot run")
+        return run_batched(engine, clips), f"ONNX Runtime CPU fp32 ({why})"
 
 
 def bench_machine() -> dict[str, Any]:
@@ -330,11 +331,13 @@ def planned_rows(model_dir: Path, checkpoint: Path | None, s: BenchSettings) -> 
 
 def run_bench(model_dir: str | Path = "export", settings: BenchSettings = BenchSettings(), *,
               checkpoint: str | Path | None = None, log: Callable[[str], None] = print) -> BenchReport:
-    from .checkpoint import load_checkpoint
-
     model_dir = Path(model_dir)
     info, ckpt_path = find_reference(model_dir, Path(checkpoint) if checkpoint else None)
-    ckpt = load_checkpoint(ckpt_path) if ckpt_path is not None and ckpt_path.is_file() else None  # loaded once
+    ckpt = None  # loaded once; without torch (the runtime install) the proven fp32 ONNX file is the reference
+    if ckpt_path is not None and ckpt_path.is_file() and library_installed("torch"):
+        from .checkpoint import load_checkpoint
+
+        ckpt = load_checkpoint(ckpt_path)
     clips, clips_source = agreement_clips(info, ckpt, settings.clips)
     reference, reference_name = reference_logits(ckpt, model_dir, clips)
     report = BenchReport(str(model_dir), reference_name, clips_source, asdict(settings), bench_machine())

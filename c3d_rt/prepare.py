@@ -15,6 +15,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from .console import bar_disabled
 from .data import (SPLIT_DIR, DataError, group_split, is_frame_folder, is_video, read_class_index,
                    read_split_list, write_split_lists)
 
@@ -120,7 +121,8 @@ def prepare(src: str | Path, dst: str | Path, *, lists: str | Path | None = None
                         f"with videos in them ({len(skipped)} other files).")
     classes = class_names or sorted({rel.split("/", 1)[0] for rel in plan.values()})
     report = PrepareReport(classes, skipped=skipped, dry_run=dry_run)
-    for name, rel in tqdm(plan.items(), desc="prepare", unit="video", disable=not progress or dry_run):
+    bar = tqdm(plan.items(), desc="prepare", unit="video", disable=bar_disabled(progress and not dry_run))
+    for name, rel in bar:
         placed = not (dst / rel).exists() if dry_run else _place(src / name, dst / rel, move)
         report.copied += placed
         report.already_there += not placed

@@ -32,7 +32,7 @@ class Format:
     name: str  # as `c3d-rt export --formats` takes it
     file: str  # file name inside an export folder
     precision: str  # what the stored model computes in
-    kind: str  # the reader: torchscript, onnx, openvino
+    kind: str  # the reader: torchscript, onnx, openvino, torch-export, aoti
 
 
 FORMATS: dict[str, Format] = {f.name: f for f in (
@@ -42,8 +42,12 @@ FORMATS: dict[str, Format] = {f.name: f for f in (
     Format("onnx-int8", "c3d.int8.onnx", "int8", "onnx"),
     Format("openvino", "c3d.openvino.xml", "fp32", "openvino"),
     Format("openvino-int8", "c3d.int8.openvino.xml", "int8", "openvino"),
+    Format("torch-export", "c3d.pt2", "fp32", "torch-export"),  # torch.export's ExportedProgram
+    Format("aoti", "c3d.aoti.pt2", "fp32", "aoti"),  # AOTInductor: compiled C++ kernels for this CPU
 )}
-DEFAULT_EXPORT_FORMATS = ("torchscript", "onnx", "onnx-fp16", "onnx-int8")  # the openvino ones need the extra
+# The openvino ones need the extra; aoti compiles C++ for minutes on a full-size model: asked by name only.
+DEFAULT_EXPORT_FORMATS = ("torchscript", "onnx", "onnx-fp16", "onnx-int8", "torch-export")
+TORCH_INSTALL = "pip install 'c3d-rt[train]'"
 
 
 @dataclass(frozen=True)
@@ -58,11 +62,15 @@ class EngineSpec:
 
 
 ENGINES: dict[str, EngineSpec] = {e.name: e for e in (
-    EngineSpec("torch", "torch_engines:load_eager", "torch", "pip install torch", ("cpu", "cuda"),
+    EngineSpec("torch", "torch_engines:load_eager", "torch", TORCH_INSTALL, ("cpu", "cuda"),
                {"fp32": (CHECKPOINT,), "bf16": (CHECKPOINT,), "fp16": (CHECKPOINT,)},
                "eager PyTorch from the training checkpoint (bf16 by autocast; fp16 on CUDA)"),
-    EngineSpec("torchscript", "torch_engines:load_torchscript", "torch", "pip install torch", ("cpu", "cuda"),
+    EngineSpec("torchscript", "torch_engines:load_torchscript", "torch", TORCH_INSTALL, ("cpu", "cuda"),
                {"fp32": ("torchscript",)}, "TorchScript (LibTorch users' format)"),
+    EngineSpec("torch-export", "torch_engines:load_exported", "torch", TORCH_INSTALL, ("cpu", "cuda"),
+               {"fp32": ("torch-export",)}, "torch.export ExportedProgram (.pt2), TorchScript's successor"),
+    EngineSpec("aoti", "torch_engines:load_aoti", "torch", TORCH_INSTALL, ("cpu",),
+               {"fp32": ("aoti",)}, "AOTInductor package (.pt2): C++ kernels compiled for the CPU at export"),
     EngineSpec("ort", "ort:load_ort", "onnxruntime", "pip install onnxruntime-gpu", ("cpu", "cuda"),
                {"fp32": ("onnx",), "fp16": ("onnx-fp16",), "int8": ("onnx-int8",)},
                "ONNX Runtime; on CUDA with I/O binding and CUDA graphs"),
@@ -123,7 +131,7 @@ def device_unavailable(plan: "Plan") -> str:
         return ""
     if not cuda_driver_present():
         return "no usable NVIDIA GPU here (no NVIDIA driver: libcuda.so.1 not found)"
-    if plan.engine in ("torch", "torchscript"):
+    if ENGINES[plan.engine].library == "torch":
         import torch
 
         return "" if torch.cuda.is_available() else "torch here sees no CUDA GPU (a CPU build of torch?)"
@@ -172,14 +180,14 @@ def format_of(path: Path) -> str:
         return CHECKPOINT
     if suffix == ".ts":
         return "torchscript"
-    if suffix in (".onnx", ".xml"):
+    if suffix in (".onnx", ".xml", ".pt2"):
         info = read_info(path)
-        kind = "onnx" if suffix == ".onnx" else "openvino"
+        kind = {".onnx": "onnx", ".xml": "openvino"}.get(suffix, info.fmt)
         for f in FORMATS.values():
             if f.kind == kind and f.precision == info.precision:
                 return f.name
         raise ArtifactError(f"{path}: a {kind} model of precision {info.precision!r}, which no engine runs")
-    raise ArtifactError(f"{path}: not a c3d-rt model (expected .onnx, .ts, .xml (OpenVINO IR), or a .pt "
+    raise ArtifactError(f"{path}: not a c3d-rt model (expected .onnx, .ts, .pt2, .xml (OpenVINO IR), or a .pt "
                         "checkpoint). Export one with `c3d-rt export CKPT --out DIR`.")
 
 
@@ -243,7 +251,7 @@ def source_checkpoint(folder: Path) -> Path | None:
     source = read_report(folder).get("source")
     if isinstance(source, str) and Path(source).is_file():
         return Path(source)
-    files = sorted(folder_files(folder).values(), key=lambda p: p.suffix == ".ts")  # TorchScript loads slowest
+    files = list(folder_files(folder).values())
     for path in files:
         try:
             source = read_info(path).source_path
