@@ -275,10 +275,11 @@ def find_reference(model_dir: Path, checkpoint: Path | None) -> tuple[ArtifactIn
 
 def agreement_clips(info: ArtifactInfo, checkpoint, n: int) -> tuple[np.ndarray, str]:
     """Real held-out clips of the checkpoint's data set; synthetic motion clips when it has none here."""
-    from .export import data_sets_for, real_clips
     from .synth import synthetic_clips
 
-    if checkpoint is not None:
+    if checkpoint is not None:  # a loaded checkpoint: torch is here
+        from .export import data_sets_for, real_clips
+
         calib_set, held_out = data_sets_for(checkpoint, info.preprocessing, None)
         clips, _ = real_clips(held_out if held_out is not None else calib_set, n)
         if len(clips):
