@@ -261,8 +261,8 @@ def export(
     ckpt: Path = typer.Argument(..., help="Checkpoint: c3d-rt's, the reference trainer's, or a Sports-1M state dict."),
     out: Path = typer.Option(Path("export"), "--out", "-o", help="Output folder."),
     formats: Optional[str] = typer.Option(None, help=f"Comma-separated formats: {', '.join(FORMATS)} (default: all "
-                                                     "whose tools are installed; the OpenVINO ones need the openvino "
-                                                     "extra)."),
+                                                     "whose tools are installed but aoti, which compiles C++; the "
+                                                     "OpenVINO ones need the openvino extra)."),
     opset: int = typer.Option(18, min=17, max=23, help="ONNX opset."),
     calib: Optional[Path] = typer.Option(None, help="Data folder for int8 calibration and the accuracy check "
                                                     "(default: the checkpoint's own split)."),

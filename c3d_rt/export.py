@@ -54,6 +54,9 @@ def parse_formats(text: str) -> list[str]:
     if unknown or not names:
         raise ExportError(f"unknown format {', '.join(unknown) or repr(text)}; choose from {', '.join(FORMATS)} "
                           "(comma-separated).")
+    if "aoti" in names and not any(shutil.which(cc) for cc in ("c++", "g++", "clang++")):
+        raise ExportError("format aoti compiles C++ kernels with the system C++ compiler, and none was found (c++, "
+                          "g++ or clang++ on PATH). Install one (e.g. apt-get install g++), or export torch-export.")
     for name in names:
         if FORMATS[name].kind == "openvino" and not _openvino_ready(name):
             raise ExportError(f"format {name} needs OpenVINO{' and NNCF' if name.endswith('int8') else ''}: "

@@ -73,5 +73,6 @@ def test_webcam_and_bench_run_without_torch(tiny_export, tiny_ckpt, no_torch, tm
 def test_version_flag(no_torch):
     from c3d_rt import __version__
 
-    run = _run(no_torch, "-m", "c3d_rt.cli", "--version")
-    assert run.returncode == 0 and run.stdout.strip() == f"c3d-rt {__version__}"
+    for args in (("--version",), ("--version", "--verbose")):  # --verbose is taken anywhere on the line
+        run = _run(no_torch, "-m", "c3d_rt.cli", *args)
+        assert run.returncode == 0 and run.stdout.strip() == f"c3d-rt {__version__}", run.stderr
