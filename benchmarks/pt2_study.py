@@ -1,6 +1,6 @@
 """.pt2 formats on this machine: export time and batch-1 latency of torch-export and aoti beside eager and TorchScript.
 
-    python benchmarks/pt2_study.py [CKPT] [--width 0.25] [--iters 20] [--out benchmarks/results]
+    python benchmarks/pt2_study.py [CKPT] [--width 0.25] [--iters 20] [--export-only] [--out benchmarks/results]
 
 Without CKPT it trains a C3D-BN of ``--width`` at full resolution (16x112x112) for one epoch on a small
 synthetic set (the weights' values do not change the timings). Each format is exported on its own with
@@ -44,6 +44,7 @@ def main() -> None:
     parser.add_argument("ckpt", nargs="?", type=Path)
     parser.add_argument("--width", type=float, default=0.25)
     parser.add_argument("--iters", type=int, default=20)
+    parser.add_argument("--export-only", action="store_true", help="Time the exports only (no bench).")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="pt2-study-") as tmp:
@@ -57,17 +58,19 @@ def main() -> None:
             exports[fmt] = {"status": result.status, "export_and_proof_s": result.seconds,
                             "wall_s": round(time.perf_counter() - t0, 1), "size_mb": result.size_mb,
                             "max_abs_err": result.max_abs_err, "reason": result.reason}
-            print(f"export {fmt:<13} {result.status:<6} {result.seconds:7.1f} s  {result.size_mb:7.1f} MB", file=sys.stderr)
+            print(f"export {fmt:<13} {result.status:<6} {result.seconds:7.1f} s  {result.size_mb:7.1f} MB",
+                  file=sys.stderr)
         settings = BenchSettings(engines=ENGINES, precisions=("fp32",), devices=("cpu",), batches=(1,), warmup=3,
                                  iters=args.iters, clips=8, auto=False, peer=False)
-        bench = run_bench(work / "export", settings, checkpoint=ckpt, log=lambda _m: None)
+        bench = None if args.export_only else run_bench(work / "export", settings, checkpoint=ckpt, log=lambda _m: None)
     rows = {r.engine: {"status": r.status, "p50_ms": r.p50_ms, "p95_ms": r.p95_ms, "top1_agreement": r.top1_agreement,
-                       "max_abs_err": r.max_abs_err, "reason": r.reason} for r in bench.rows}
+                       "max_abs_err": r.max_abs_err, "reason": r.reason} for r in (bench.rows if bench else [])}
     for engine, row in rows.items():
         print(f"b1 {engine:<13} {row['status']:<6} p50 {row['p50_ms'] or 0:8.2f} ms  p95 {row['p95_ms'] or 0:8.2f} ms",
               file=sys.stderr)
     args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"pt2-{device_slug()}-{time.strftime('%Y-%m-%d')}.json"
+    size = "" if not args.ckpt else f"-{args.ckpt.parent.name}"
+    path = args.out / f"pt2-{device_slug()}-{time.strftime('%Y-%m-%d')}{size}.json"
     payload = {"command": " ".join(["python", "benchmarks/pt2_study.py", *sys.argv[1:]]),
                "model": str(args.ckpt) if args.ckpt else f"C3D-BN width {args.width:g}, 16x112x112, 1 epoch on synth",
                "exports": exports, "batch1": rows, "iters": args.iters, "machine": bench_machine(),
