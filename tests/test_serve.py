@@ -121,8 +121,44 @@ def camera():
         yield server
 
 
+class WebhookReceiver:
+    """A real HTTP endpoint that answers 500 to its first request (to prove the retry) and records the rest."""
+
+    def __init__(self) -> None:
+        import http.server
+
+        self.events: list[dict] = []
+        self.requests = 0
+        receiver = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *_args) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                receiver.requests += 1
+                if receiver.requests == 1:
+                    self.send_error(500, "not yet")
+                    return
+                receiver.events.append(json.loads(body))
+                self.send_response(204)
+                self.end_headers()
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/hook"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+
 @pytest.fixture(scope="module")
-def served(onnx_path, media, camera, tmp_path_factory):
+def receiver():
+    hook = WebhookReceiver()
+    yield hook
+    hook.httpd.shutdown()
+
+
+@pytest.fixture(scope="module")
+def served(onnx_path, media, camera, receiver, tmp_path_factory):
     """Five streams in one server, with a token: synthetic camera, paced looped file, loopback MJPEG camera and
     two unpaced files (their windows are deterministic, for the comparison with `webcam`)."""
     folder = tmp_path_factory.mktemp("serve")
@@ -148,7 +184,8 @@ smooth = 2
     server = start_server(["--model", str(onnx_path), "--engine", "ort", "--source", "syn=synthetic@30",
                            "--source", f"cam={camera.url}", "--config", str(config), "--stride", "2",
                            "--max-batch", "4", "--max-wait-ms", "20", "--log-dir", str(folder / "logs"),
-                           "--media-root", str(media), "--mjpeg-fps", "15"], env={"C3D_RT_TOKEN": TOKEN})
+                           "--media-root", str(media), "--mjpeg-fps", "15",
+                           "--webhook", receiver.url], env={"C3D_RT_TOKEN": TOKEN})
     yield server
     if server.proc.poll() is None:
         server.proc.kill()
@@ -223,6 +260,21 @@ def test_server_sent_events_arrive_for_every_stream(served):
     event = seen["syn"]
     assert {"stream", "frame", "label", "prob", "topk", "latency_ms"} <= set(event)
     assert event["latency_ms"]["glass_to_label"] >= event["latency_ms"]["inference"] > 0
+
+
+def test_label_changes_reach_the_webhook_after_a_retry(served, receiver):
+    served.wait_for(lambda: len(receiver.events) >= 3, what="webhook deliveries")
+    event = receiver.events[0]
+    assert event["event"] == "label_change" and event["stream"] in served.streams() and "label" in event
+    assert receiver.requests > len(receiver.events)  # the first (refused) delivery was tried again
+    by_stream: dict[str, list] = {}
+    for e in receiver.events:
+        by_stream.setdefault(e["stream"], []).append(e["label"])
+    for labels in by_stream.values():  # only changes: never the same label twice in a row
+        assert all(a != b for a, b in zip(labels, labels[1:]))
+    families = {f.name: f for f in text_string_to_metric_families(served.request("/metrics")[1].decode())}
+    sent = [s.value for s in families["c3d_rt_webhook_events"].samples if s.labels.get("outcome") == "sent"]
+    assert sent and sent[0] >= 1
 
 
 def test_token_is_required_everywhere_but_healthz(served):
