@@ -381,6 +381,55 @@ def webcam(
 
 
 @app.command()
+def serve(
+    model: Path = typer.Option(Path("export"), "--model", "-m", help="The folder `c3d-rt export` wrote, or one "
+                                                                     "exported file."),
+    source: list[str] = typer.Option([], "--source", "-s", help="NAME=SPEC, repeatable; SPEC as in `webcam` "
+                                                                "(camera index, file, rtsp:// or http:// URL, "
+                                                                "synthetic[@FPS])."),
+    config: Optional[Path] = typer.Option(None, "--config", exists=True, dir_okay=False,
+                                          help="A TOML file of [[stream]] tables (name, source, stride, ...)."),
+    engine: EngineName = typer.Option(EngineName.auto, help="Runtime, as in `webcam`."),
+    precision: PrecisionName = typer.Option(PrecisionName.auto, help="Precision, as in `webcam`."),
+    device: Device = typer.Option(Device.auto, help="cpu or cuda; auto uses a GPU where one works."),
+    stride: int = typer.Option(1, min=1, help="Default for every stream: run the model every N sampled frames."),
+    smooth: int = typer.Option(1, min=1, help="Default: average the last N predictions."),
+    threshold: float = typer.Option(0.0, min=0.0, max=1.0, help="Default: no label below this probability."),
+    realtime: bool = typer.Option(False, "--realtime", help="Default: pace files at their frame rate."),
+    loop: bool = typer.Option(False, "--loop", help="Default: start files again at their end."),
+    max_batch: int = typer.Option(8, min=1, max=1024, help="Windows per engine call, at most."),
+    max_wait_ms: float = typer.Option(5.0, min=0.0, max=1000.0, help="How long a due window may wait for others "
+                                                                     "to fill its batch."),
+    host: str = typer.Option("127.0.0.1", help="Address to bind; any other than loopback needs --token."),
+    port: int = typer.Option(8080, min=0, max=65535, help="Port (0: any free one, printed at start)."),
+    token: Optional[str] = typer.Option(None, envvar="C3D_RT_TOKEN", show_envvar=True,
+                                        help="Every endpoint except /healthz then needs it."),
+    max_streams: int = typer.Option(64, min=1, help="Streams served at once, at most (also over HTTP)."),
+    media_root: Optional[Path] = typer.Option(None, file_okay=False, help="Files under this folder may be added "
+                                                                          "over HTTP; no other file ever is."),
+    log_dir: Optional[Path] = typer.Option(None, file_okay=False, help="One JSON-lines log per stream here."),
+    webhook: Optional[str] = typer.Option(None, help="POST each label change here (JSON)."),
+    mjpeg_fps: float = typer.Option(10.0, min=0.5, max=60.0, help="Frame rate of the annotated videos."),
+) -> None:
+    """Serve many streams through one batched engine, with a live dashboard, an HTTP API and Prometheus metrics."""
+    _model_folder(model)
+    try:
+        from .serve import ServeSettings, StreamSpec, run_server
+        from .serve.config import read_streams
+    except ImportError as exc:
+        raise validate.ValidationError(f"`c3d-rt serve` needs the serve extra ({exc.name} is missing): "
+                                       "pip install 'c3d-rt[serve]'") from None
+    defaults = StreamSpec("-", "-", stride=stride, smooth=smooth, threshold=threshold, realtime=realtime, loop=loop)
+    streams = read_streams(source, config, defaults)
+    settings = ServeSettings(model=model, streams=streams, engine=engine.value, precision=precision.value,
+                             device=device.value, host=host, port=port, token=token or None, max_batch=max_batch,
+                             max_wait_ms=max_wait_ms, max_streams=max_streams, media_root=media_root,
+                             log_dir=log_dir, webhook=webhook, mjpeg_fps=mjpeg_fps)
+    status = run_server(settings, log=lambda m: typer.echo(m, err=True))
+    raise typer.Exit(code=status)
+
+
+@app.command()
 def bench(
     model: Path = typer.Option(Path("export"), "--model", "-m", help="The folder `c3d-rt export` wrote."),
     engines: str = typer.Option(",".join(ENGINES), help="Comma-separated engines."),

@@ -21,6 +21,7 @@ class MjpegServer:
                  max_connections: int = 2) -> None:
         self.jpegs = [cv2.imencode(".jpg", f, [cv2.IMWRITE_JPEG_QUALITY, 95])[1].tobytes() for f in frames]
         self.fps, self.cut_after, self.max_connections, self.connections = fps, cut_after, max_connections, 0
+        self.killed = threading.Event()
         server = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -37,6 +38,8 @@ class MjpegServer:
                 self.end_headers()
                 limit = server.cut_after if server.connections == 1 and server.cut_after else len(server.jpegs)
                 for data in server.jpegs[:limit]:
+                    if server.killed.is_set():
+                        return
                     head = f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(data)}\r\n\r\n"
                     try:
                         self.wfile.write(head.encode() + data + b"\r\n")
@@ -52,6 +55,12 @@ class MjpegServer:
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
         return self
 
-    def __exit__(self, *exc) -> None:
+    def kill(self) -> None:
+        """The camera goes away: open connections are cut and new ones refused."""
+        self.killed.set()
         self.httpd.shutdown()
         self.httpd.server_close()
+
+    def __exit__(self, *exc) -> None:
+        if not self.killed.is_set():
+            self.kill()

@@ -19,6 +19,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -38,10 +39,12 @@ class Window:
 
 
 class FrameRing:
-    def __init__(self, prep: Preprocessing, stride: int = 1, wait_for_consumer: bool = False) -> None:
+    def __init__(self, prep: Preprocessing, stride: int = 1, wait_for_consumer: bool = False,
+                 on_due: Callable[[], None] | None = None) -> None:
         if stride < 1:
             raise ValueError(f"stride must be >= 1, got {stride}")
         self.prep, self.stride, self.wait_for_consumer = prep, stride, wait_for_consumer
+        self.on_due = on_due  # told (under the ring's lock: keep it short) whenever a window becomes due
         T, c = prep.clip_len, prep.crop_size
         self.clips = np.zeros((3, T, c, c), np.float32)  # (C, T, H, W); slot t is clips[:, t]
         self.frame_index = np.full(T, -1, np.int64)
@@ -82,6 +85,8 @@ class FrameRing:
                 self.due_seq = self.pushed
                 self.windows_due += 1
                 self._cond.notify_all()
+                if self.on_due is not None:
+                    self.on_due()
         return True
 
     def take(self, out: np.ndarray, timeout: float | None = None) -> Window | None:
@@ -95,15 +100,33 @@ class FrameRing:
                 return None
             if self.due_seq <= seen:
                 return None  # closed with nothing new
-            order = (self.pushed + np.arange(self.prep.clip_len)) % self.prep.clip_len  # oldest slot first
-            np.take(self.clips, order, axis=1, out=out)
-            newest = order[-1]
-            window = Window(self.frame_index[order].tolist(), float(self.t_read[newest]),
-                            float(self.t_ready[newest]), time.perf_counter(), float(self.preprocess_ms[newest]))
-            self.taken_seq = self.due_seq
-            self.windows_taken += 1
-            self._cond.notify_all()
-            return window
+            return self._copy_out(out)
+
+    def take_ready(self, out: np.ndarray) -> Window | None:
+        """Without waiting: copy the newest frames into ``out`` if a window is due and not yet taken.
+
+        This is how one consumer serves many rings (``c3d-rt serve``'s batcher): it
+        polls every ring when any of them says a window is due. A live window that
+        waited for the model is taken with the newest frames in the ring, so it may
+        be a frame or two fresher than the one that became due; its frame indices
+        say which frames it holds.
+        """
+        with self._cond:
+            if self.due_seq <= self.taken_seq:
+                return None
+            return self._copy_out(out)
+
+    def _copy_out(self, out: np.ndarray) -> Window:
+        """Called with the lock held."""
+        order = (self.pushed + np.arange(self.prep.clip_len)) % self.prep.clip_len  # oldest slot first
+        np.take(self.clips, order, axis=1, out=out)
+        newest = order[-1]
+        window = Window(self.frame_index[order].tolist(), float(self.t_read[newest]),
+                        float(self.t_ready[newest]), time.perf_counter(), float(self.preprocess_ms[newest]))
+        self.taken_seq = self.due_seq
+        self.windows_taken += 1
+        self._cond.notify_all()
+        return window
 
     def close(self) -> None:
         """No more frames: wake everyone waiting."""

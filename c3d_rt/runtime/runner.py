@@ -37,7 +37,7 @@ from .stats import LatencyHistogram
 STAGES = ("preprocess", "wait", "inference", "postprocess", "glass_to_label", "overhead")
 STAGE_HELP = {
     "preprocess": "resize, crop and normalise the window's newest frame",
-    "wait": "from the window being complete to the model taking it (incl. assembling it)",
+    "wait": "from the window being complete to the model starting on it (copying it; in serve, gathering the batch)",
     "inference": "the model itself",
     "postprocess": "softmax, smoothing, threshold, top-k",
     "glass_to_label": "from reading the newest frame to publishing its prediction",
@@ -96,6 +96,19 @@ class PostProcessor:
     def _top(self, probs: np.ndarray) -> list[tuple[str, float]]:
         order = np.argsort(-probs, kind="stable")[: self.k]
         return [(self.labels[i], float(probs[i])) for i in order]
+
+
+def make_prediction(seq: int, window: Window, post: tuple, t0: float, t1: float, t2: float,
+                    wall_offset: float) -> Prediction:
+    """The published prediction of one window: ``post`` is what :class:`PostProcessor` returned, the model
+    ran from ``t0`` to ``t1`` (``perf_counter``), and post-processing ended at ``t2``."""
+    topk, smoothed, label, score = post
+    g2l = (t2 - window.t_read_newest) * 1e3
+    latency = {"preprocess": window.preprocess_ms, "wait": (t0 - window.t_ready) * 1e3,
+               "inference": (t1 - t0) * 1e3, "postprocess": (t2 - t1) * 1e3, "glass_to_label": g2l,
+               "overhead": g2l - (t1 - t0) * 1e3}
+    return Prediction(seq, window.frame_indices[-1], wall_offset + window.t_read_newest, window.frame_indices,
+                      topk, smoothed, label, score, {k: round(v, 4) for k, v in latency.items()})
 
 
 @dataclass
@@ -226,16 +239,11 @@ class LiveRecognizer:
             self.ring.close()
 
     def _publish(self, window: Window, topk, smoothed, label, score, t0: float, t1: float, t2: float) -> None:
-        g2l = (t2 - window.t_read_newest) * 1e3
-        latency = {"preprocess": window.preprocess_ms, "wait": (window.t_taken - window.t_ready) * 1e3,
-                   "inference": (t1 - t0) * 1e3, "postprocess": (t2 - t1) * 1e3, "glass_to_label": g2l,
-                   "overhead": g2l - (t1 - t0) * 1e3}
-        prediction = Prediction(self.predictions, window.frame_indices[-1], self.wall_offset + window.t_read_newest,
-                                window.frame_indices, topk, smoothed, label, score,
-                                {k: round(v, 4) for k, v in latency.items()})
+        prediction = make_prediction(self.predictions, window, (topk, smoothed, label, score), t0, t1, t2,
+                                     self.wall_offset)
         self.latest = prediction
         self.predictions += 1
-        for stage, ms in latency.items():
+        for stage, ms in prediction.latency_ms.items():
             self.latency[stage].add(ms)
         if self.prediction_log:
             self.prediction_log.write(prediction)

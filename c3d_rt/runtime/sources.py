@@ -99,6 +99,7 @@ class CaptureSource(VideoSource):
         self.pacer = _Pacer(self.fps or 25.0) if realtime else None
         self.frames_dropped = 0 if (realtime or isinstance(target, int)) else None
         self.last_read: float | None = None
+        self.is_file = not isinstance(target, int) and "://" not in str(target)
         self.failed_reconnects = 0  # since the last frame read: a source that opens but never delivers still ends
 
     def _open(self) -> cv2.VideoCapture | None:
@@ -169,7 +170,10 @@ class CaptureSource(VideoSource):
                 if ok:
                     self.capture.set(cv2.CAP_PROP_POS_FRAMES, 0)
                     return True
-            self.end_reason = "end of file" if self.next_index else "no frame could be decoded"
+            if not self.next_index:
+                self.end_reason = "no frame could be decoded"
+            else:
+                self.end_reason = "end of file" if self.is_file else f"{self.description} stopped delivering frames"
             return False
         self.capture.release()
         while self.failed_reconnects < len(RECONNECT_DELAYS_S):
@@ -227,11 +231,15 @@ class SyntheticSource(VideoSource):
         return Frame(index, image, time.perf_counter())
 
 
-def open_source(spec: str, *, realtime: bool = False, loop: bool = False) -> VideoSource:
-    """Parse ``--source``: a camera index, ``synthetic[@FPS]``, a URL, or a video file."""
+def open_source(spec: str, *, realtime: bool = False, loop: bool = False, reconnect: bool = True) -> VideoSource:
+    """Parse ``--source``: a camera index, ``synthetic[@FPS]``, a URL, or a video file.
+
+    ``reconnect=False``: a camera or stream that stops delivering ends the source at once (``serve``
+    reconnects its streams itself, showing the state); otherwise the source retries a few times.
+    """
     spec = spec.strip()
     if spec.isdigit():
-        return CaptureSource(int(spec), f"camera {spec}", live=True, reconnect=True)
+        return CaptureSource(int(spec), f"camera {spec}", live=True, reconnect=reconnect)
     if spec.startswith("synthetic"):
         fps_text = spec.partition("@")[2] or str(DEFAULT_SYNTHETIC_FPS)
         try:
@@ -239,7 +247,7 @@ def open_source(spec: str, *, realtime: bool = False, loop: bool = False) -> Vid
         except ValueError:
             raise SourceError(f"--source {spec!r}: expected 'synthetic' or 'synthetic@FPS' (e.g. synthetic@30)") from None
     if "://" in spec:
-        return CaptureSource(spec, f"stream {spec}", live=True, reconnect=True)
+        return CaptureSource(spec, f"stream {spec}", live=True, reconnect=reconnect)
     path = Path(spec)
     if not path.exists():
         raise SourceError(f"--source {spec!r}: no such file. Expected {SOURCE_HELP}.")

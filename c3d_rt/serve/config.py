@@ -1,0 +1,54 @@
+"""The streams of ``c3d-rt serve``: from ``--source NAME=SPEC`` options and a ``--config`` TOML file.
+
+A config file is a list of ``[[stream]]`` tables with the fields of
+:class:`StreamSpec`; fields a table leaves out take the command line's defaults::
+
+    [[stream]]
+    name = "door"
+    source = "rtsp://10.0.0.5/stream1"
+    stride = 4
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .streams import StreamSpec, StreamSpecError
+
+
+def read_streams(options: list[str], config: Path | None, defaults: StreamSpec) -> list[StreamSpec]:
+    streams = [_from_option(text, i, defaults) for i, text in enumerate(options)]
+    if config is not None:
+        streams += read_config(config, defaults)
+    return streams
+
+
+def _from_option(text: str, index: int, defaults: StreamSpec) -> StreamSpec:
+    if "=" not in text.split("://")[0]:  # a bare SPEC: name it after its position
+        text = f"cam{index}={text}"
+    return StreamSpec.parse_option(text, defaults)
+
+
+def read_config(path: Path, defaults: StreamSpec) -> list[StreamSpec]:
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib  # type: ignore[no-redef]
+
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise StreamSpecError(f"--config {path}: cannot read it ({exc})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise StreamSpecError(f"--config {path}: not valid TOML ({exc})") from None
+    tables = data.get("stream")
+    if not isinstance(tables, list) or not tables:
+        raise StreamSpecError(f"--config {path}: expected one or more [[stream]] tables with name and source; "
+                              f"found keys {sorted(data) or 'none'}")
+    specs = []
+    for i, table in enumerate(tables):
+        try:
+            specs.append(StreamSpec.from_dict(table, defaults))
+        except StreamSpecError as exc:
+            raise StreamSpecError(f"--config {path}, stream {i + 1}: {exc}") from None
+    return specs
