@@ -72,6 +72,23 @@ def _needs_torch(command: str) -> None:
             f"webcam and bench with ONNX Runtime or OpenVINO). Install the training extra: {TORCH_INSTALL}")
 
 
+def _proof_recorded_without_torch(artifact: Path) -> bool:
+    """Without torch, `verify` can only say whether the file is the one whose proof report.json records."""
+    from .engines.registry import TORCH_INSTALL, library_installed, recorded_proof
+
+    if library_installed("torch"):
+        return False
+    record = recorded_proof(artifact) if artifact.is_file() else None
+    if record is None:
+        raise validate.ValidationError(
+            f"{artifact}: report.json beside it records no passing check of this file as it is now, and checking "
+            f"it again needs PyTorch (the eager model is the reference), which is not installed here: {TORCH_INSTALL}")
+    typer.echo(f"{artifact}: ok ({record.get('precision')}) as recorded: this is the file the exporter proved "
+               f"(SHA-256 {record['sha256'][:12]}, top-1 agreement {record.get('top1_agreement')}); running the check "
+               f"again needs PyTorch: {TORCH_INSTALL}")
+    return True
+
+
 def _interrupted(what: str) -> NoReturn:
     """Ctrl-C: say what was saved and how to go on; exit 130 like any interrupted program."""
     typer.secho(f"interrupted: {what}", fg=typer.colors.YELLOW, err=True)
@@ -321,6 +338,8 @@ def verify(
     device: Device = typer.Option(Device.cpu, help="With --engine: the device to check on."),
 ) -> None:
     """Re-run the equivalence check of an exported artifact, and record it in the report.json beside it."""
+    if engine is None and _proof_recorded_without_torch(artifact):
+        return
     _needs_torch("verify")  # the reference is the eager model of the source checkpoint
     if calib is not None:
         validate.input_dir(calib, "--calib", "a data folder with one sub-folder of videos per class")

@@ -7,6 +7,7 @@ as on a machine where only ``pip install c3d-rt`` ran).
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -25,7 +26,8 @@ def no_torch(tmp_path):
     """An environment for subprocesses in which torch is not importable."""
     site = tmp_path / "no-torch-site"
     site.mkdir()
-    (site / "sitecustomize.py").write_text("import sys\nsys.modules['torch'] = None  # as if torch were not installed\n")
+    block = "import sys\nsys.modules['torch'] = None  # as if torch were not installed\n"
+    (site / "sitecustomize.py").write_text(block)
     return {**os.environ, "PYTHONPATH": str(site), "DISPLAY": ""}
 
 
@@ -65,6 +67,17 @@ def test_webcam_and_bench_run_without_torch(tiny_export, tiny_ckpt, no_torch, tm
     assert rows["ort"]["status"] == "ok" and rows["ort"]["top1_agreement"] == 1.0
     assert rows["torch"]["status"] == "unavailable" and "c3d-rt[train]" in rows["torch"]["reason"]
     assert "torch is not installed" in report["reference"]
+
+    run = _run(no_torch, "-m", "c3d_rt.cli", "verify", str(out / "c3d.onnx"))  # the file is the one proven
+    assert run.returncode == 0 and "as recorded: this is the file the exporter proved" in run.stdout, run.stderr
+    changed = tmp_path / "changed" / "c3d.onnx"
+    changed.parent.mkdir()
+    shutil.copyfile(out / "c3d.onnx", changed)
+    shutil.copyfile(out / "report.json", changed.parent / "report.json")
+    with open(changed, "ab") as f:
+        f.write(b"\0")  # no longer the proven file
+    run = _run(no_torch, "-m", "c3d_rt.cli", "verify", str(changed))
+    assert run.returncode == 1 and "records no passing check" in run.stderr and "c3d-rt[train]" in run.stderr
 
     run = _run(no_torch, "-m", "c3d_rt.cli", "export", str(tiny_ckpt), "--out", str(tmp_path / "e"))
     assert run.returncode == 1 and "Traceback" not in run.stderr

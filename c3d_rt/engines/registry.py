@@ -271,6 +271,20 @@ def proven_digests(folder: Path) -> dict[str, str]:
         return {}
 
 
+def recorded_proof(path: Path) -> dict | None:
+    """The exporter's (or `verify`'s) passing record of this file as it is now (same SHA-256), or None.
+
+    What a machine without torch can check: that a file is the one proven, not the proof itself again.
+    """
+    path = Path(path)
+    try:
+        records = read_report(path.parent)["artifacts"]
+        sha = artifact_sha256(path)
+        return next((a for a in records if a.get("status") == "ok" and a.get("sha256") == sha), None)
+    except (KeyError, TypeError, AttributeError, OSError):
+        return None
+
+
 def _proven_before_digests(folder: Path, path: Path) -> bool:
     """Reports written before proofs carried a SHA-256: the file under its exported name, same source."""
     report = read_report(folder)
