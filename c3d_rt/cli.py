@@ -396,9 +396,13 @@ def serve(
     settings = ServeSettings(model=model, streams=streams, engine=engine.value, precision=precision.value,
                              device=device.value, host=host, port=port, token=token or None, max_batch=max_batch,
                              max_wait_ms=max_wait_ms, max_streams=max_streams, media_root=media_root,
-                             log_dir=log_dir, webhook=webhook, mjpeg_fps=mjpeg_fps)
+                             log_dir=log_dir, webhook=webhook, mjpeg_fps=mjpeg_fps, stream_defaults=defaults)
     status = run_server(settings, log=lambda m: typer.echo(m, err=True))
-    raise typer.Exit(code=status)
+    # Everything is stopped and flushed; tearing down the runtimes' native state at interpreter exit can
+    # take seconds more on a loaded machine, and a service manager's SIGTERM deadline must hold.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
 
 
 @app.command()
