@@ -111,7 +111,9 @@ class Server:
         from .batcher import Batcher
 
         s = self.settings
-        engine = open_engine(s.model, s.engine, s.precision, s.device, log=self.log, live=True)
+        # auto ranks the engines at the batch size the server will run
+        batch = {"batch": s.max_batch} if s.engine == "auto" else {}
+        engine = open_engine(s.model, s.engine, s.precision, s.device, log=self.log, live=True, **batch)
         engine.warmup(batch=1)
         if s.max_batch > 1:
             engine.warmup(batch=s.max_batch)
