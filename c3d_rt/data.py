@@ -120,7 +120,8 @@ def _read_video_frames(path: Path, wanted: list[int],
 
 
 def read_clip_frames(path: Path, num_frames: int, clip_len: int, interval: int,
-                     rng: np.random.Generator | None = None, stored: np.ndarray | None = None) -> list[np.ndarray]:
+                     rng: np.random.Generator | None = None,
+                     stored: np.ndarray | None = None) -> list[np.ndarray] | np.ndarray:
     """The BGR frames of one clip. A video shorter than its header claims is re-sampled.
 
     ``stored``: the video's frames from the frame cache (``(N, H, W, 3)``, N <= ``num_frames`` when the
@@ -130,7 +131,9 @@ def read_clip_frames(path: Path, num_frames: int, clip_len: int, interval: int,
         raise VideoReadError(f"{path}: no frames")
     indices = clip_indices(num_frames, clip_len, interval, clip_start(num_frames, clip_len, interval, rng))
     if stored is not None:
-        frames, decoded = {i: stored[i] for i in set(indices) if i < len(stored)}, len(stored)
+        if max(indices) < len(stored):
+            return np.asarray(stored[indices])  # (T, H, W, 3): one gather from the memory map
+        frames, decoded = {}, len(stored)
     elif path.is_dir():
         images = frame_images(path)
         return [cv2.imread(str(images[i])) for i in indices]

@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -171,4 +172,9 @@ class FrameCache:
 
 def load_frames(entry: Entry) -> np.ndarray:
     """The stored frames, memory-mapped: a clip reads (and copies) only its own 16 frames."""
-    return np.load(entry.npy, mmap_mode="r")
+    return _open_npy(str(entry.npy))
+
+
+@lru_cache(maxsize=512)  # opening costs more than reading a clip; each DataLoader process keeps its own maps
+def _open_npy(path: str) -> np.ndarray:
+    return np.load(path, mmap_mode="r")

@@ -63,8 +63,15 @@ def preprocess_clip(
     top, left = crop_origin if crop_origin is not None else prep.center_offsets
     c = prep.crop_size
     clip = np.empty((3, len(frames_bgr), c, c), dtype=np.float32)
-    for t, frame in enumerate(frames_bgr):
-        normalize_crop(resize_frame(frame, prep), prep, top, left, out=clip[:, t])
+    w, h = prep.resize_wh
+    if isinstance(frames_bgr, np.ndarray) and frames_bgr.shape[1:] == (h, w, 3):
+        # Frames already resized (the frame cache's): the same arithmetic as normalize_crop, in one call.
+        mean = np.asarray(prep.mean_bgr, dtype=np.float32).reshape(3, 1, 1, 1)
+        patch = frames_bgr[:, top : top + c, left : left + c]  # (T, c, c, 3) uint8
+        np.subtract(patch.transpose(3, 0, 1, 2), mean, out=clip, casting="unsafe")
+    else:
+        for t, frame in enumerate(frames_bgr):
+            normalize_crop(resize_frame(frame, prep), prep, top, left, out=clip[:, t])
     if hflip:
         clip = np.ascontiguousarray(clip[..., ::-1])
     return clip
