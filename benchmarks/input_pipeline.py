@@ -5,7 +5,8 @@
 Writes UCF101-like videos (320x240 XVID, 25 fps, 7 s of camera motion over a texture), builds the
 frame cache, then times the training DataLoader (random start, crop, no flip; batch 8) over both,
 per worker count, at crop 112 (frames 171x128, C3D's input) and crop 64 (98x73), with the
-consecutive-frame sampling and the seed's every-4th-frame sampling. It also times and sizes the
+consecutive-frame sampling and the seed's every-4th-frame sampling. Clips are uint8, as the
+trainer loads them (and, for the cache, float32 as well). It also times and sizes the
 alternative store (JPEG frame folders, as the seed writes them) and states JPEG's error.
 Results: ``input-pipeline-<machine>-<date>.json`` and ``.md`` under ``--out``.
 """
@@ -46,10 +47,11 @@ def make_videos(root: Path, n: int) -> Path:
     return root
 
 
-def clips_per_s(root: Path, prep: Preprocessing, workers: int, use_cache: bool, seconds: float) -> float:
+def clips_per_s(root: Path, prep: Preprocessing, workers: int, use_cache: bool, seconds: float,
+                uint8: bool = True) -> float:
     split = load_data_split(root, val_fraction=0.0)
     ds = VideoClipDataset(root, split.train, split.classes, prep, train=True, hflip=False, clips_per_video=8,
-                          use_cache=use_cache)
+                          use_cache=use_cache, uint8=uint8)
     assert bool(ds.cached) == use_cache
     loader = DataLoader(ds, batch_size=8, shuffle=True, num_workers=workers, persistent_workers=workers > 0)
     n, start = 0, None
@@ -110,9 +112,10 @@ def main() -> None:
             for w in workers:
                 raw = clips_per_s(root, prep, w, False, args.seconds)
                 cached = clips_per_s(root, prep, w, True, args.seconds)
+                as_float = clips_per_s(root, prep, w, True, args.seconds, uint8=False)
                 rows.append({"crop": crop, "resize_wh": list(prep.resize_wh), "frame_interval": interval,
                              "workers": w, "raw_clips_per_s": raw, "cache_clips_per_s": cached,
-                             "speedup": cached / raw})
+                             "speedup": cached / raw, "cache_float32_clips_per_s": as_float})
                 print(f"crop {crop} interval {interval} workers {w}: raw {raw:.1f} clips/s, cache {cached:.1f} "
                       f"clips/s ({cached / raw:.1f}x)", file=sys.stderr)
         jpeg = jpeg_store(root, Preprocessing(), args.seconds)
@@ -121,10 +124,11 @@ def main() -> None:
     result = {"machine": info, "videos": {"count": args.videos, "size": list(SIZE), "frames": FRAMES, "codec": "XVID",
                                           "fps": 25},
               "loader": {"batch_size": 8, "torch_threads": 1, "opencv_threads": 1, "train_augmentation": "random "
-                         "start and crop, no flip"},
+                         "start and crop, no flip", "clips": "uint8 (3, 16, c, c), as the trainer loads them; the "
+                         "last column: float32 clips (mean subtracted in the loader)"},
               "rows": rows, "cache_build": cache_build, "jpeg_alternative_171x128": jpeg,
               "command": "python " + " ".join(sys.argv)}
-    stem = args.name or f"input-pipeline-{info['cpu'].split()[0].lower()}-{info['cores']}c-{info['date']}"
+    stem = args.name or f"input-pipeline-{'-'.join(info['cpu'].split()[:2]).lower()}-{info['cores']}c-{info['date']}"
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"{stem}.json").write_text(json.dumps(result, indent=1) + "\n")
     (args.out / f"{stem}.md").write_text(markdown(result))
@@ -139,12 +143,14 @@ def markdown(r: dict) -> str:
              f"{r['videos']['count']} videos of {r['videos']['size'][0]}x{r['videos']['size'][1]} {r['videos']['codec']}, "
              f"{r['videos']['frames']} frames at 25 fps; DataLoader batch 8, random start and crop; one torch and "
              "one OpenCV thread per process (workers 0 = one core does all).", "",
-             "| crop (frames) | frame interval | workers | raw decode clips/s | cache clips/s | cache / raw |",
-             "|---|---|---|---|---|---|"]
+             "Clips leave the loader as uint8 (the trainer subtracts the mean on its device); the last column sends "
+             "float32 clips instead (4x the bytes between processes).", "",
+             "| crop (frames) | frame interval | workers | raw decode clips/s | cache clips/s | cache / raw | "
+             "cache, float32 clips/s |", "|---|---|---|---|---|---|---|"]
     for row in r["rows"]:
         lines.append(f"| {row['crop']} ({row['resize_wh'][0]}x{row['resize_wh'][1]}) | {row['frame_interval']} | "
                      f"{row['workers']} | {row['raw_clips_per_s']:.1f} | {row['cache_clips_per_s']:.1f} | "
-                     f"{row['speedup']:.1f}x |")
+                     f"{row['speedup']:.1f}x | {row['cache_float32_clips_per_s']:.1f} |")
     j = r["jpeg_alternative_171x128"]
     lines += ["", "Building the cache (one thread): " + ", ".join(
         f"{k}: {v['videos_per_s_1_thread']:.2f} videos/s" for k, v in r["cache_build"].items()), "",

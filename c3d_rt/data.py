@@ -32,7 +32,7 @@ from torch.utils.data import Dataset
 from .config import Preprocessing
 from .errors import C3DError
 from .framecache import CACHE_DIR, FrameCache, finished_relpaths, load_frames
-from .transforms import preprocess_clip, random_crop_origin, resize_frame
+from .transforms import crop_clip, preprocess_clip, random_crop_origin, resize_frame
 
 VIDEO_EXTENSIONS = (".avi", ".mp4", ".mkv", ".mov", ".webm", ".mpg", ".mpeg", ".m4v", ".wmv", ".flv")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
@@ -339,8 +339,9 @@ class VideoClipDataset(Dataset):
 
     def __init__(self, root: str | Path, relpaths: list[str], classes: list[str], prep: Preprocessing,
                  *, train: bool, hflip: bool | None = None, seed: int = 0, clips_per_video: int = 1,
-                 probe_workers: int = 4, use_cache: bool = True) -> None:
+                 probe_workers: int = 4, use_cache: bool = True, uint8: bool = False) -> None:
         self.root, self.prep, self.train, self.seed = Path(root), prep, train, seed
+        self.uint8 = uint8  # clips before the mean (see transforms.crop_clip): the trainer subtracts it on the device
         self.hflip = prep.allow_hflip if hflip is None else hflip
         self.class_to_idx = {c: i for i, c in enumerate(classes)}
         self.cached, self.cache_note = self._cache_entries(relpaths) if use_cache else ({}, "")
@@ -403,7 +404,8 @@ class VideoClipDataset(Dataset):
                                   load_frames(entry) if entry is not None else None)
         origin = random_crop_origin(self.prep, rng) if rng is not None else None
         flip = bool(rng is not None and self.hflip and rng.random() < 0.5)
-        return preprocess_clip(frames, self.prep, crop_origin=origin, hflip=flip), label
+        make_clip = crop_clip if self.uint8 else preprocess_clip
+        return make_clip(frames, self.prep, crop_origin=origin, hflip=flip), label
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         for attempt in range(len(self.items)):

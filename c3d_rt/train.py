@@ -153,11 +153,22 @@ def autocast_dtype(cfg: TrainConfig, device: torch.device, say: Callable[[str], 
     return PRECISIONS[precision]
 
 
+def network_input(clips: torch.Tensor, mean_bgr: tuple[float, float, float] | None) -> torch.Tensor:
+    """A batch from the loader as the network takes it: uint8 clips (``crop_clip``) get the mean subtracted here,
+    on the device, exactly as ``preprocess_clip`` does (float32 minus float32 of small integers: exact)."""
+    if clips.dtype != torch.uint8:
+        return clips
+    if mean_bgr is None:
+        raise TrainingError("uint8 clips need the preprocessing's mean_bgr")
+    mean = torch.tensor(mean_bgr, dtype=torch.float32, device=clips.device).view(1, 3, 1, 1, 1)
+    return clips.float().sub_(mean)
+
+
 def train_one_epoch(model: torch.nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer,
                     scaler: torch.amp.GradScaler, device: torch.device, cfg: TrainConfig,
                     step_lr: Callable[[float], None], progress: bool, desc: str,
-                    dtype: torch.dtype | None = None,
-                    on_step: Callable[[int, float], None] | None = None) -> dict[str, float]:
+                    dtype: torch.dtype | None = None, on_step: Callable[[int, float], None] | None = None,
+                    mean_bgr: tuple[float, float, float] | None = None) -> dict[str, float]:
     """One pass over ``loader``. Besides loss and top-1 it measures clips/s and ``data_wait``: the share of the
     epoch spent waiting for the next batch (the input pipeline's cost; ``loss.item()`` syncs a GPU each step,
     so the rest is compute)."""
@@ -169,7 +180,7 @@ def train_one_epoch(model: torch.nn.Module, loader: DataLoader, optimizer: torch
     for i, (clips, labels) in enumerate(bar):
         waited += time.perf_counter() - ready
         step_lr(i / max(1, len(loader)))
-        clips = clips.to(device, non_blocking=True, memory_format=memory_format)
+        clips = network_input(clips.to(device, non_blocking=True), mean_bgr).contiguous(memory_format=memory_format)
         labels = labels.to(device, non_blocking=True)
         with torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
             logits = model(clips)
@@ -306,7 +317,7 @@ class FitResult:
 
 def build_datasets(split: DataSplit, prep: Preprocessing, cfg: TrainConfig, hflip: bool | None):
     train = VideoClipDataset(split.root, split.train, split.classes, prep, train=True, hflip=hflip,
-                             seed=cfg.seed, clips_per_video=cfg.clips_per_video)
+                             seed=cfg.seed, clips_per_video=cfg.clips_per_video, uint8=True)
     val = VideoClipDataset(split.root, split.val, split.classes, prep, train=False) if split.val else None
     return train, val
 
@@ -399,7 +410,7 @@ def fit(data: str | Path, run_dir: str | Path, *, model_config: ModelConfig | No
             on_step = (lambda i, loss, e=epoch: board.add_scalar("loss/train_step", loss, e * steps + i)) if board else None
             metrics = train_one_epoch(net, loader, optimizer, scaler, dev, cfg,
                                       lambda p, e=epoch: set_lr(optimizer, lr_factor(cfg, e + p)),
-                                      progress and ddp.main, desc, dtype, on_step)
+                                      progress and ddp.main, desc, dtype, on_step, prep.mean_bgr)
             if val_set is not None:
                 metrics.update(evaluate(model, val_set, dev, model_config.num_classes, cfg.batch_size, cfg.workers, ddp))
             metrics.update(epoch=epoch + 1, lr=optimizer.param_groups[0]["lr"],

@@ -134,3 +134,21 @@ def test_cli_cache_command(data):
     assert result.exit_code == 0, result.output
     assert "decoded 7 videos" in result.output and "1 unreadable skipped" in result.output
     assert (data / CACHE_DIR / "49x37" / "cache.json").is_file()  # the resize train uses for crop 32
+
+
+def test_uint8_clips_with_the_mean_subtracted_on_the_device_equal_float_clips(data):
+    import torch
+
+    from c3d_rt.train import network_input
+
+    cache_videos(data, PREP, workers=2, progress=False)
+    split = load_data_split(data, val_fraction=0.0)
+    for use_cache in (False, True):
+        with pytest.warns(UserWarning):
+            floats = VideoClipDataset(data, split.train, split.classes, PREP, train=True, use_cache=use_cache)
+            uint8s = VideoClipDataset(data, split.train, split.classes, PREP, train=True, use_cache=use_cache,
+                                      uint8=True)
+        for i in range(len(floats)):
+            clip = uint8s[i][0]
+            assert clip.dtype == torch.uint8
+            assert torch.equal(network_input(clip[None], PREP.mean_bgr)[0], floats[i][0])
