@@ -14,7 +14,6 @@ Results: ``input-pipeline-<machine>-<date>.json`` and ``.md`` under ``--out``.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -31,6 +30,7 @@ from c3d_rt.machine import machine_info
 from c3d_rt.prepare import cache_videos
 from c3d_rt.synth import MOTIONS, SynthSpec, camera_frames, view_texture, write_video
 from c3d_rt.transforms import preprocess_clip, random_crop_origin
+from results_file import machine_tag, write_results
 
 SIZE, FRAMES = (320, 240), 175  # UCF101's frame size; 7 s at 25 fps
 
@@ -128,11 +128,7 @@ def main() -> None:
                          "last column: float32 clips (mean subtracted in the loader)"},
               "rows": rows, "cache_build": cache_build, "jpeg_alternative_171x128": jpeg,
               "command": "python " + " ".join(sys.argv)}
-    stem = args.name or f"input-pipeline-{'-'.join(info['cpu'].split()[:2]).lower()}-{info['cores']}c-{info['date']}"
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"{stem}.json").write_text(json.dumps(result, indent=1) + "\n")
-    (args.out / f"{stem}.md").write_text(markdown(result))
-    print(markdown(result))
+    write_results(args.out, args.name or f"input-pipeline-{machine_tag(info)}-{info['date']}", result, markdown)
 
 
 def markdown(r: dict) -> str:

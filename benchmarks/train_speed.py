@@ -14,7 +14,6 @@ fp32 (eager), bf16 / fp16 (autocast; fp16 with a gradient scaler, GPU only), cha
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -26,6 +25,7 @@ from c3d_rt.config import ModelConfig, TrainConfig
 from c3d_rt.machine import cpu_has_bf16, machine_info
 from c3d_rt.model import C3D
 from c3d_rt.train import RECIPES, autocast_dtype, make_optimizer, train_one_epoch
+from results_file import machine_tag, write_results
 
 
 def run_variant(variant: str, width: float, batch: int, steps: int, warmup: int, device: torch.device) -> dict:
@@ -83,13 +83,9 @@ def main() -> None:
         info["gpu_torch"] = torch.cuda.get_device_name(0)
     result = {"machine": info, "device": str(device), "native_cpu_bf16": cpu_has_bf16(), "rows": rows,
               "command": "python " + " ".join(sys.argv)}
-    where = info["gpu_torch"].split()[-1].lower() if device.type == "cuda" else \
-        f"{'-'.join(info['cpu'].split()[:2]).lower()}-{info['cores']}c"
-    stem = args.name or f"train-speed-{where}-w{args.width:g}-b{args.batch}-{info['date']}"
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"{stem}.json").write_text(json.dumps(result, indent=1) + "\n")
-    (args.out / f"{stem}.md").write_text(markdown(result))
-    print(markdown(result))
+    where = machine_tag(info, info.get("gpu_torch"))
+    write_results(args.out, args.name or f"train-speed-{where}-w{args.width:g}-b{args.batch}-{info['date']}", result,
+                  markdown)
 
 
 def markdown(r: dict) -> str:

@@ -218,14 +218,16 @@ def list_class_folder(root: Path) -> tuple[list[str], list[str]]:
                         "(make one with `c3d-rt prepare` or `c3d-rt synth`).")
     index = root / "classInd.txt"
     folders = sorted(p.name for p in root.iterdir() if p.is_dir() and p.name != SPLIT_DIR and not p.name.startswith("."))
-    folders = sorted(set(folders) | {rel.split("/", 1)[0] for rel in cached_relpaths(root)})
+    cached = cached_relpaths(root)  # a cache holds its videos' frames even where the videos are gone
+    folders = sorted(set(folders) | {rel.split("/", 1)[0] for rel in cached})
     classes = read_class_index(index) if index.is_file() else folders
     videos = []
     for cls in classes:
         folder = root / cls
         if folder.is_dir():
             videos += [f"{cls}/{p.name}" for p in sorted(folder.iterdir()) if is_video(p) or is_frame_folder(p)]
-    videos = sorted(set(videos) | {rel for rel in cached_relpaths(root) if rel.split("/", 1)[0] in classes})
+    listed = set(videos)
+    videos += sorted(rel for rel in cached if rel not in listed and rel.split("/", 1)[0] in classes)
     if not videos:
         raise DataError(f"{root}: found {len(folders)} class folders but no videos in them "
                         f"(looked for {', '.join(VIDEO_EXTENSIONS[:4])} ... or folders of frame images).")

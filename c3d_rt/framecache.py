@@ -12,7 +12,7 @@ sha256); an entry whose video is gone is still used (the cache is self-sufficien
 
 Why ``.npy`` and not JPEG folders (as the seed does): see README "Decoded-frame cache" and
 ``benchmarks/input_pipeline.py`` (measured: reading a clip from ``.npy`` is many times faster than
-decoding 16 JPEGs, and bit-exact; JPEG is about 9x smaller but lossy).
+decoding 16 JPEGs, and bit-exact; JPEG is about 8x smaller but lossy).
 
 Torch-free.
 """

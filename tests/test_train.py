@@ -138,3 +138,15 @@ def test_channels_last_trains_to_the_same_loss(tiny_data, tmp_path):
     b = fit(tiny_data, tmp_path / "b", model_config=TINY, prep=TINY_PREP, cfg=_cfg(epochs=1, channels_last=True),
             **QUIET)
     assert b.last_metrics["train_loss"] == pytest.approx(a.last_metrics["train_loss"], rel=1e-3)
+
+
+@pytest.mark.cuda
+def test_mixed_precision_trains_on_a_gpu(tiny_data, tmp_path):
+    from c3d_rt.train import autocast_dtype
+
+    gpu = torch.device("cuda")
+    assert autocast_dtype(_cfg(), gpu) == (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
+    for precision in ("bf16", "fp16"):
+        result = fit(tiny_data, tmp_path / precision, model_config=TINY, prep=TINY_PREP, device="cuda",
+                     cfg=_cfg(epochs=1, precision=precision, channels_last=True), **QUIET)
+        assert result.last_metrics["train_loss"] > 0 and 0 <= result.last_metrics["data_wait"] < 1
