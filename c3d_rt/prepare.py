@@ -22,8 +22,9 @@ from tqdm import tqdm
 from .config import Preprocessing
 from .data import (SPLIT_DIR, DataError, VideoReadError, decode_all_frames, group_split, is_frame_folder, is_video,
                    list_class_folder, probe_videos, read_class_index, read_split_list, write_split_lists)
+from .errors import describe
 from .fileio import read_json
-from .framecache import CacheError, FrameCache
+from .framecache import CacheError, FrameCache, finished_relpaths, size_dir
 
 UCF_NAME = re.compile(r"^v_(?P<cls>[A-Za-z0-9]+)_g(?P<group>\d+)_c(?P<clip>\d+)\.\w+$")
 
@@ -185,7 +186,7 @@ class CacheReport:
     orphans: int = 0  # entries whose video is gone: kept (training still uses them)
 
     def summary(self) -> str:
-        lines = [f"frame cache {self.folder} ({self.resize_wh[0]}x{self.resize_wh[1]}): decoded {self.cached} videos, "
+        lines = [f"frame cache {self.folder}: decoded {self.cached} videos, "
                  f"{self.already} already cached, {len(self.unreadable)} unreadable skipped"
                  + (f" (e.g. {self.unreadable[0]})" if self.unreadable else "")]
         if self.orphans:
@@ -203,8 +204,24 @@ def cache_videos(data: str | Path, prep: Preprocessing, *, workers: int | None =
     """
     root = Path(data)
     _, videos = list_class_folder(root)
-    cache = FrameCache.create(root, prep.resize_wh)
-    report = CacheReport(cache.folder, prep.resize_wh)
+    report = CacheReport(size_dir(root, prep.resize_wh), prep.resize_wh)
+    try:
+        cache = FrameCache.create(root, prep.resize_wh)
+        _decode_into(cache, root, videos, prep, report, workers or os.cpu_count() or 1, rebuild, progress)
+    except OSError as exc:  # a full disk (numpy says "N requested and M written", without an errno), no permission
+        full = exc.errno == errno.ENOSPC or "requested and" in str(exc)
+        reason = "the disk is full" if full else f"cannot write there ({describe(exc)})"
+        hint = (f"Free some space (the cache needs about {prep.resize_wh[0] * prep.resize_wh[1] * 3 / 1e3:.0f} kB a "
+                "frame)" if full else "Make the data folder writable")
+        done = len(finished_relpaths(report.folder)) if report.folder.is_dir() else 0
+        raise CacheError(f"{report.folder}: {reason}. {done} of {len(videos)} videos are cached (kept, and read by "
+                         f"train), no half-written entry was kept. {hint} and run the same command again: it goes on "
+                         "where it stopped.") from None
+    return report
+
+
+def _decode_into(cache: FrameCache, root: Path, videos: list[str], prep: Preprocessing, report: CacheReport,
+                 workers: int, rebuild: bool, progress: bool) -> None:
     todo = []
     for rel in videos:
         _, state = cache.entry(root, rel)
@@ -216,7 +233,6 @@ def cache_videos(data: str | Path, prep: Preprocessing, *, workers: int | None =
                 cache.restamp(root, rel)  # copied data: same content, new mtime
         else:
             todo.append(rel)
-    workers = workers or os.cpu_count() or 1
     claimed = probe_videos(root, todo, workers)
 
     def one(rel: str) -> tuple[str, bool]:
@@ -235,13 +251,5 @@ def cache_videos(data: str | Path, prep: Preprocessing, *, workers: int | None =
             report.cached += ok
             if not ok:
                 report.unreadable.append(rel)
-    except OSError as exc:
-        if exc.errno != errno.ENOSPC:
-            raise
-        raise CacheError(f"{cache.folder}: the disk is full ({exc.strerror}). {report.cached} of {len(todo)} videos were "
-                         "cached this run, and no half-written entry was kept. Free some space (the cache needs about "
-                         f"{prep.resize_wh[0] * prep.resize_wh[1] * 3 / 1e3:.0f} kB a frame) and run the same command "
-                         "again: it goes on where it stopped.") from None
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
-    return report
