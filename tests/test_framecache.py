@@ -152,3 +152,19 @@ def test_uint8_clips_with_the_mean_subtracted_on_the_device_equal_float_clips(da
             clip = uint8s[i][0]
             assert clip.dtype == torch.uint8
             assert torch.equal(network_input(clip[None], PREP.mean_bgr)[0], floats[i][0])
+
+
+def test_eval_gives_the_same_result_from_the_cache_alone(tiny_data, tiny_ckpt, tmp_path):
+    from c3d_rt.evaluation import evaluate_checkpoint
+
+    from .conftest import TINY_PREP
+
+    data = tmp_path / "data"
+    shutil.copytree(tiny_data, data)
+    from_videos = evaluate_checkpoint(tiny_ckpt, data, workers=0, device="cpu", progress=False)
+    cache_videos(data, TINY_PREP, workers=2, progress=False)
+    for video in data.glob("*/*.avi"):
+        video.unlink()
+    from_cache = evaluate_checkpoint(tiny_ckpt, data, workers=0, device="cpu", progress=False)
+    assert from_cache["val_clips"] == from_videos["val_clips"] > 0
+    assert from_cache["val_loss"] == from_videos["val_loss"] and from_cache["confusion"] == from_videos["confusion"]
