@@ -141,8 +141,9 @@ def main() -> None:
     p.add_argument("--markdown", type=Path)
     args = p.parse_args()
 
+    batch = {"batch": args.max_batch} if args.engine == "auto" else {}  # as serve: auto ranks at the batch it runs
     engine = open_engine(args.model, args.engine, args.precision, args.device, log=lambda m: print(m, file=sys.stderr),
-                         live=True)
+                         live=True, **batch)
     engine.warmup(batch=args.max_batch)
     alone = best_batched_throughput(engine, args.max_batch, args.iters)
     print(f"engine alone: {alone}", file=sys.stderr)

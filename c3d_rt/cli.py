@@ -120,6 +120,13 @@ EngineName = Enum("EngineName", {n: n for n in ("auto", *ENGINES)}, type=str)  #
 PrecisionName = Enum("PrecisionName", {n: n for n in ("auto", *PRECISIONS)}, type=str)
 
 
+class TrainPrecision(str, Enum):
+    auto = "auto"
+    fp32 = "fp32"
+    bf16 = "bf16"
+    fp16 = "fp16"
+
+
 class Recipe(str, Enum):
     auto = "auto"
     finetune = "finetune"
@@ -143,6 +150,8 @@ def prepare(
     dry_run: bool = typer.Option(False, "--dry-run", help="Report what would happen; change nothing."),
     val_fraction: float = typer.Option(0.2, min=0.0, max=0.9, help="Share of groups held out without --lists."),
     resplit: bool = typer.Option(False, "--resplit", help="Replace a different split already in DST."),
+    cache: bool = typer.Option(False, "--cache", help="Then decode every video once into DST's frame cache "
+                                                      "(as `c3d-rt cache DST`, at crop 112)."),
 ) -> None:
     """Sort videos into class folders and write a train/test split that never splits a group."""
     if not dry_run:
@@ -151,6 +160,35 @@ def prepare(
 
     report = run_prepare(src, dst, lists=lists, split=split, move=move, dry_run=dry_run, val_fraction=val_fraction,
                          resplit=resplit)
+    typer.echo(report.summary())
+    if cache and not dry_run:
+        _build_cache(dst, 112, None, False)
+
+
+@app.command("cache")
+def cache_(
+    data: Path = typer.Argument(..., help="Data folder: one sub-folder of videos per class."),
+    crop_size: int = typer.Option(112, min=32, max=448, help="The model's crop size: frames are stored resized as "
+                                                             "train resizes them for it (171x128 for 112)."),
+    workers: Optional[int] = typer.Option(None, min=1, help="Videos decoded at once (default: every core)."),
+    rebuild: bool = typer.Option(False, "--rebuild", help="Decode every video again, even those already cached."),
+) -> None:
+    """Decode every video once into DATA/.c3d_rt_cache/WxH/; train, eval, export and bench then read it."""
+    validate.input_dir(data, "DATA", "a folder with one sub-folder of videos per class")
+    validate.model_shape(1.0, crop_size, 1)
+    _build_cache(data, crop_size, workers, rebuild)
+
+
+def _build_cache(data: Path, crop_size: int, workers: Optional[int], rebuild: bool) -> None:
+    from .config import ModelConfig, Preprocessing
+    from .prepare import cache_videos
+
+    prep = Preprocessing.for_model(ModelConfig(crop_size=crop_size))
+    try:
+        report = cache_videos(data, prep, workers=workers, rebuild=rebuild)
+    except KeyboardInterrupt:
+        _interrupted(f"the videos cached so far are kept (no half-written entry is left). Go on with: "
+                     f"{_command_line('cache', str(data), '--crop-size', str(crop_size))}")
     typer.echo(report.summary())
 
 
@@ -202,6 +240,13 @@ def train(
     hflip: Optional[bool] = typer.Option(None, "--hflip/--no-hflip",
                                          help="Horizontal flip augmentation; default: what the data set allows."),
     seed: int = typer.Option(0, min=0),
+    precision: TrainPrecision = typer.Option(TrainPrecision.auto, help="auto: bf16 autocast on a GPU that has it "
+                                             "(else fp16 with a gradient scaler), on a CPU only with native bf16."),
+    channels_last: bool = typer.Option(False, "--channels-last", help="channels_last_3d memory format (measure first: "
+                                                                      "see benchmarks/results/train-speed-*)."),
+    compile_model: bool = typer.Option(False, "--compile", help="torch.compile the model (slow first steps)."),
+    tensorboard: bool = typer.Option(False, "--tensorboard", help="Also write TensorBoard logs to OUT/tensorboard "
+                                                                  "(needs the tensorboard extra)."),
 ) -> None:
     """Train C3D on class folders of videos (also under `torchrun --nproc_per_node=N`)."""
     _needs_torch("train")
@@ -215,13 +260,14 @@ def train(
     model_config, prep, cfg = recipe_setup(recipe.value, pretrained is not None, width=width, crop_size=crop_size,
                                            frame_interval=frame_interval, epochs=epochs, batch_size=batch_size,
                                            lr=lr, workers=workers, seed=seed)
+    cfg.precision, cfg.channels_last, cfg.compile = precision.value, channels_last, compile_model
     given = {"width": width, "crop_size": crop_size, "frame_interval": frame_interval, "hflip": hflip,
              "epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed, "recipe": recipe.value,
              "pretrained": str(pretrained)}
     try:
         result = fit(data, out, model_config=model_config, prep=prep, cfg=cfg, pretrained=pretrained, resume=resume,
                      overwrite=overwrite, expect={k: v for k, v in given.items() if _explicit(ctx, k)},
-                     device=device.value, hflip=hflip)
+                     device=device.value, hflip=hflip, tensorboard=tensorboard)
     except KeyboardInterrupt:
         _interrupted_training(data, out)
     if result.best_split == "validation":
@@ -443,9 +489,13 @@ def serve(
     settings = ServeSettings(model=model, streams=streams, engine=engine.value, precision=precision.value,
                              device=device.value, host=host, port=port, token=token or None, max_batch=max_batch,
                              max_wait_ms=max_wait_ms, max_streams=max_streams, media_root=media_root,
-                             log_dir=log_dir, webhook=webhook, mjpeg_fps=mjpeg_fps)
+                             log_dir=log_dir, webhook=webhook, mjpeg_fps=mjpeg_fps, stream_defaults=defaults)
     status = run_server(settings, log=lambda m: typer.echo(m, err=True))
-    raise typer.Exit(code=status)
+    # Everything is stopped and flushed; tearing down the runtimes' native state at interpreter exit can
+    # take seconds more on a loaded machine, and a service manager's SIGTERM deadline must hold.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
 
 
 @app.command()

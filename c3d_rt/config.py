@@ -137,7 +137,10 @@ class TrainConfig:
     label_smoothing: float = 0.0
     workers: int = 2
     seed: int = 0
-    amp: bool = True  # mixed precision on CUDA only
+    amp: bool = True  # mixed precision where it pays (see precision); False forces fp32
+    precision: str = "auto"  # auto (GPU: bf16, else fp16 + scaler; CPU: bf16 only with native bf16) | fp32 | bf16 | fp16
+    channels_last: bool = False  # channels_last_3d memory format for model and clips
+    compile: bool = False  # torch.compile the model for training
     clips_per_video: int = 1  # clips drawn from each training video per epoch
     extra: dict[str, Any] = field(default_factory=dict)
 

@@ -18,7 +18,8 @@ import random
 import re
 import sys
 import warnings
-from collections import defaultdict
+from collections import Counter, defaultdict
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +29,8 @@ import numpy as np
 
 from .config import Preprocessing
 from .errors import C3DError
-from .transforms import preprocess_clip, random_crop_origin
+from .framecache import CACHE_DIR, FrameCache, finished_relpaths, load_frames
+from .transforms import crop_clip, preprocess_clip, random_crop_origin, resize_frame
 
 VIDEO_EXTENSIONS = (".avi", ".mp4", ".mkv", ".mov", ".webm", ".mpg", ".mpeg", ".m4v", ".wmv", ".flv")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
@@ -90,8 +92,10 @@ def clip_start(num_frames: int, clip_len: int, interval: int, rng: np.random.Gen
     return int(rng.integers(0, slack + 1)) if rng is not None else slack // 2
 
 
-def _read_video_frames(path: Path, wanted: list[int]) -> tuple[dict[int, np.ndarray], int]:
-    """Decode sequentially up to the last wanted index; return the frames and how many decoded."""
+def _read_video_frames(path: Path, wanted: list[int],
+                       resize: Callable[[np.ndarray], np.ndarray] | None = None) -> tuple[dict[int, np.ndarray], int]:
+    """Decode sequentially up to the last wanted index; return the frames (``resize``d if given) and how many
+    decoded."""
     wanted_set, last = set(wanted), max(wanted)
     frames: dict[int, np.ndarray] = {}
     cap = cv2.VideoCapture(str(path))
@@ -106,7 +110,7 @@ def _read_video_frames(path: Path, wanted: list[int]) -> tuple[dict[int, np.ndar
                 ok, frame = cap.retrieve()
                 if not ok:
                     break
-                frames[decoded] = frame
+                frames[decoded] = resize(frame) if resize is not None else frame
             decoded += 1
     finally:
         cap.release()
@@ -114,21 +118,48 @@ def _read_video_frames(path: Path, wanted: list[int]) -> tuple[dict[int, np.ndar
 
 
 def read_clip_frames(path: Path, num_frames: int, clip_len: int, interval: int,
-                     rng: np.random.Generator | None = None) -> list[np.ndarray]:
-    """The BGR frames of one clip. A video shorter than its header claims is re-sampled."""
+                     rng: np.random.Generator | None = None,
+                     stored: np.ndarray | None = None) -> list[np.ndarray] | np.ndarray:
+    """The BGR frames of one clip. A video shorter than its header claims is re-sampled.
+
+    ``stored``: the video's frames from the frame cache (``(N, H, W, 3)``, N <= ``num_frames`` when the
+    video is truncated); the same indices, and the same re-sampling, as decoding the video would give.
+    """
     if num_frames <= 0:
         raise VideoReadError(f"{path}: no frames")
     indices = clip_indices(num_frames, clip_len, interval, clip_start(num_frames, clip_len, interval, rng))
-    if path.is_dir():
+    if stored is not None:
+        if max(indices) < len(stored):
+            return np.asarray(stored[indices])  # (T, H, W, 3): one gather from the memory map
+        frames, decoded = {}, len(stored)
+    elif path.is_dir():
         images = frame_images(path)
         return [cv2.imread(str(images[i])) for i in indices]
-    frames, decoded = _read_video_frames(path, indices)
+    else:
+        frames, decoded = _read_video_frames(path, indices)
     if len(frames) == len(set(indices)):
         return [frames[i] for i in indices]
     if decoded == 0:
         raise VideoReadError(f"{path}: no decodable frame")
     # Truncated file: its header promised more frames than it holds. Sample again within what decodes.
-    return read_clip_frames(path, decoded, clip_len, interval, rng)
+    return read_clip_frames(path, decoded, clip_len, interval, rng, stored)
+
+
+def decode_all_frames(path: Path, num_frames: int, prep: Preprocessing) -> np.ndarray:
+    """Frames ``0 .. num_frames-1`` of a video or frame folder, resized as ``prep`` says: ``(N, H, W, 3)`` uint8.
+
+    What the frame cache stores. Sampling never asks for an index past what the video claims, so
+    frames past ``num_frames`` are not decoded; a truncated video gives fewer.
+    """
+    if num_frames <= 0:
+        raise VideoReadError(f"{path}: no frames")
+    if path.is_dir():
+        frames = {i: resize_frame(cv2.imread(str(p)), prep) for i, p in enumerate(frame_images(path)[:num_frames])}
+    else:
+        frames, _ = _read_video_frames(path, list(range(num_frames)), lambda f: resize_frame(f, prep))
+    if not frames:
+        raise VideoReadError(f"{path}: no decodable frame")
+    return np.stack([frames[i] for i in range(len(frames))])
 
 
 # --- class folders, labels and splits ----------------------------------------------
@@ -185,16 +216,29 @@ def list_class_folder(root: Path) -> tuple[list[str], list[str]]:
                         "(make one with `c3d-rt prepare` or `c3d-rt synth`).")
     index = root / "classInd.txt"
     folders = sorted(p.name for p in root.iterdir() if p.is_dir() and p.name != SPLIT_DIR and not p.name.startswith("."))
+    cached = cached_relpaths(root)  # a cache holds its videos' frames even where the videos are gone
+    folders = sorted(set(folders) | {rel.split("/", 1)[0] for rel in cached})
     classes = read_class_index(index) if index.is_file() else folders
     videos = []
     for cls in classes:
         folder = root / cls
         if folder.is_dir():
             videos += [f"{cls}/{p.name}" for p in sorted(folder.iterdir()) if is_video(p) or is_frame_folder(p)]
+    listed = set(videos)
+    videos += sorted(rel for rel in cached if rel not in listed and rel.split("/", 1)[0] in classes)
     if not videos:
         raise DataError(f"{root}: found {len(folders)} class folders but no videos in them "
                         f"(looked for {', '.join(VIDEO_EXTENSIONS[:4])} ... or folders of frame images).")
     return classes, videos
+
+
+def cached_relpaths(root: Path) -> set[str]:
+    """Videos that some frame cache in ``root`` holds (the cache serves them even where the video is gone)."""
+    caches = root / CACHE_DIR
+    if not caches.is_dir():
+        return set()
+    return {rel for folder in caches.iterdir() if folder.is_dir()
+            for rel in finished_relpaths(folder)}
 
 
 @dataclass
@@ -298,20 +342,52 @@ class VideoClipDataset:
 
     def __init__(self, root: str | Path, relpaths: list[str], classes: list[str], prep: Preprocessing,
                  *, train: bool, hflip: bool | None = None, seed: int = 0, clips_per_video: int = 1,
-                 probe_workers: int = 4) -> None:
+                 probe_workers: int = 4, use_cache: bool = True, uint8: bool = False) -> None:
         self.root, self.prep, self.train, self.seed = Path(root), prep, train, seed
+        self.uint8 = uint8  # clips before the mean (see transforms.crop_clip): the trainer subtracts it on the device
         self.hflip = prep.allow_hflip if hflip is None else hflip
         self.class_to_idx = {c: i for i, c in enumerate(classes)}
-        counts = probe_videos(self.root, relpaths, probe_workers)
+        self.cached, self.cache_note = self._cache_entries(relpaths) if use_cache else ({}, "")
+        raw = [rel for rel in relpaths if rel not in self.cached]
+        present = [rel for rel in raw if (self.root / rel).exists()]
+        counts = {rel: 0 for rel in raw}
+        counts.update(probe_videos(self.root, present, probe_workers))
+        counts.update({rel: e.claimed if e.stored > 0 else 0 for rel, e in self.cached.items()})
         self.skipped = [rel for rel in relpaths if counts[rel] <= 0]
         for rel in self.skipped:
-            warnings.warn(f"skipping {self.root / rel}: unreadable or empty video", stacklevel=2)
+            known = rel in self.cached or (self.root / rel).exists()
+            what = "unreadable or empty video" if known else "no such video, and no cache entry"
+            warnings.warn(f"skipping {self.root / rel}: {what}", stacklevel=2)
         self.items = [(rel, counts[rel], self.class_to_idx[rel.split("/", 1)[0]])
                       for rel in relpaths if counts[rel] > 0]
         if not self.items:
             raise DataError(f"{self.root}: none of the {len(relpaths)} videos of this split could be read.")
         self.clips_per_video = clips_per_video if train else 1
         self.epoch = 0
+
+    def _cache_entries(self, relpaths: list[str]) -> tuple[dict, str]:
+        """The frame-cache entries that serve ``relpaths`` at this frame size, and a note on what is (not) used."""
+        w, h = self.prep.resize_wh
+        cache = FrameCache.open(self.root, self.prep.resize_wh)
+        if cache is None:
+            others = sorted(p.name for p in (self.root / CACHE_DIR).glob("*x*")) if (self.root / CACHE_DIR).is_dir() else []
+            return {}, (f"{self.root} has a frame cache at {', '.join(others)} (width x height), but this model reads "
+                        f"frames of {w}x{h}: decoding the videos instead. Make one with: c3d-rt cache {self.root} "
+                        f"--crop-size {self.prep.crop_size}" if others else "")
+        entries, states = {}, Counter()
+        for rel in relpaths:
+            entry, state = cache.entry(self.root, rel)
+            states[state] += 1
+            if entry is not None:
+                entries[rel] = entry
+        note = f"reading {len(entries)} of {len(relpaths)} videos from the frame cache {cache.folder}"
+        if states["orphan"]:
+            note += f"; {states['orphan']} of them have no video any more (the cache holds their frames)"
+        if states["stale"] or states["absent"]:
+            note += (f"; decoding {states['stale'] + states['absent']} videos ({states['stale']} changed since they "
+                     f"were cached, {states['absent']} not cached): refresh with c3d-rt cache {self.root} "
+                     f"--crop-size {self.prep.crop_size}")
+        return entries, note
 
     def set_epoch(self, epoch: int) -> None:
         """Augmentation randomness is a function of (seed, epoch, index): resumable and worker-independent."""
@@ -326,10 +402,13 @@ class VideoClipDataset:
     def load_clip(self, index: int) -> tuple[np.ndarray, int]:
         rel, n_frames, label = self.items[index % len(self.items)]
         rng = self._rng(index)
-        frames = read_clip_frames(self.root / rel, n_frames, self.prep.clip_len, self.prep.frame_interval, rng)
+        entry = self.cached.get(rel)
+        frames = read_clip_frames(self.root / rel, n_frames, self.prep.clip_len, self.prep.frame_interval, rng,
+                                  load_frames(entry) if entry is not None else None)
         origin = random_crop_origin(self.prep, rng) if rng is not None else None
         flip = bool(rng is not None and self.hflip and rng.random() < 0.5)
-        return preprocess_clip(frames, self.prep, crop_origin=origin, hflip=flip), label
+        make_clip = crop_clip if self.uint8 else preprocess_clip
+        return make_clip(frames, self.prep, crop_origin=origin, hflip=flip), label
 
     def __getitem__(self, index: int) -> tuple[np.ndarray, int]:
         """(clip (3, T, H, W) float32, label)."""

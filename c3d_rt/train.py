@@ -32,7 +32,7 @@ from .checkpoint import FORMAT, atomic_save, init_from_pretrained, load_checkpoi
 from .console import bar_disabled
 from .config import ModelConfig, Preprocessing, TrainConfig
 from .errors import C3DError
-from .data import DataSplit, VideoClipDataset, load_data_split
+from .data import DataSplit, VideoClipDataset, cached_relpaths, load_data_split
 from .model import C3D, param_groups
 from .runfolder import BEST, LAST, LOG, check_run_dir, clear_run_dir  # noqa: F401 (re-exported)
 
@@ -123,17 +123,67 @@ def topk_correct(logits: torch.Tensor, target: torch.Tensor, ks: tuple[int, ...]
     return [int(hits[:, :k].any(dim=1).sum()) for k in ks]
 
 
+SPEED_KEYS = ("amp", "precision", "channels_last", "compile")  # how to train, not what: a resume may change them
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def autocast_dtype(cfg: TrainConfig, device: torch.device, say: Callable[[str], None] = lambda _m: None):
+    """The autocast dtype of a run (None: fp32). ``auto``: bf16 on a GPU that has it, else fp16 (with a gradient
+    scaler); on a CPU bf16 only where it is native (AVX-512 BF16 or AMX): emulated, it is slower than fp32."""
+    from .machine import cpu_has_bf16
+
+    precision = cfg.precision if cfg.amp else "fp32"
+    if precision not in ("auto", *PRECISIONS):
+        raise TrainingError(f"unknown precision {precision!r}; expected auto, fp32, bf16 or fp16")
+    if device.type == "cuda":
+        if precision == "auto":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return PRECISIONS[precision]
+    if precision == "fp16":
+        raise TrainingError("--precision fp16 trains on a GPU only (CPUs have no fast fp16 training). Use --precision "
+                            "bf16 on a CPU with AVX-512 BF16 or AMX, or fp32.")
+    if precision == "auto":
+        if cpu_has_bf16():
+            return torch.bfloat16
+        say("precision: fp32 (bf16 autocast skipped: this CPU has no native bf16, AVX-512 BF16 or AMX, and emulated "
+            "bf16 trains slower than fp32)")
+        return None
+    if precision == "bf16" and not cpu_has_bf16():
+        say("warning: --precision bf16 on a CPU without native bf16 (AVX-512 BF16 or AMX): it is emulated and "
+            "measured slower than fp32 here (benchmarks/results/train-speed-*.md)")
+    return PRECISIONS[precision]
+
+
+def network_input(clips: torch.Tensor, mean_bgr: tuple[float, float, float] | None) -> torch.Tensor:
+    """A batch from the loader as the network takes it: uint8 clips (``crop_clip``) get the mean subtracted here,
+    on the device, exactly as ``preprocess_clip`` does (float32 minus float32 of small integers: exact)."""
+    if clips.dtype != torch.uint8:
+        return clips
+    if mean_bgr is None:
+        raise TrainingError("uint8 clips need the preprocessing's mean_bgr")
+    mean = torch.tensor(mean_bgr, dtype=torch.float32, device=clips.device).view(1, 3, 1, 1, 1)
+    return clips.float().sub_(mean)
+
+
 def train_one_epoch(model: torch.nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer,
                     scaler: torch.amp.GradScaler, device: torch.device, cfg: TrainConfig,
-                    step_lr: Callable[[float], None], progress: bool, desc: str) -> dict[str, float]:
+                    step_lr: Callable[[float], None], progress: bool, desc: str,
+                    dtype: torch.dtype | None = None, on_step: Callable[[int, float], None] | None = None,
+                    mean_bgr: tuple[float, float, float] | None = None) -> dict[str, float]:
+    """One pass over ``loader``. Besides loss and top-1 it measures clips/s and ``data_wait``: the share of the
+    epoch spent waiting for the next batch (the input pipeline's cost; ``loss.item()`` syncs a GPU each step,
+    so the rest is compute)."""
     model.train()
     loss_sum, correct, seen, start = 0.0, 0, 0, time.perf_counter()
-    use_amp = cfg.amp and device.type == "cuda"
+    waited, ready = 0.0, start
+    memory_format = torch.channels_last_3d if cfg.channels_last else torch.contiguous_format
     bar = tqdm(loader, desc=desc, unit="batch", disable=bar_disabled(progress), leave=False)
     for i, (clips, labels) in enumerate(bar):
+        waited += time.perf_counter() - ready
         step_lr(i / max(1, len(loader)))
-        clips, labels = clips.to(device, non_blocking=True), labels.to(device, non_blocking=True)
-        with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
+        clips = network_input(clips.to(device, non_blocking=True), mean_bgr).contiguous(memory_format=memory_format)
+        labels = labels.to(device, non_blocking=True)
+        with torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
             logits = model(clips)
             loss = F.cross_entropy(logits, labels, label_smoothing=cfg.label_smoothing)
         if not torch.isfinite(loss):
@@ -148,13 +198,17 @@ def train_one_epoch(model: torch.nn.Module, loader: DataLoader, optimizer: torch
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         scaler.step(optimizer)
         scaler.update()
-        loss_sum += loss.item() * len(labels)
+        step_loss = loss.item()
+        loss_sum += step_loss * len(labels)
         correct += topk_correct(logits.detach(), labels, (1,))[0]
         seen += len(labels)
         bar.set_postfix(loss=f"{loss_sum / seen:.3f}", top1=f"{correct / seen:.3f}")
+        if on_step is not None:
+            on_step(i, step_loss)
+        ready = time.perf_counter()
     elapsed = time.perf_counter() - start
     return {"train_loss": loss_sum / max(seen, 1), "train_top1": correct / max(seen, 1),
-            "clips_per_s": seen / elapsed if elapsed > 0 else 0.0}
+            "clips_per_s": seen / elapsed if elapsed > 0 else 0.0, "data_wait": waited / elapsed if elapsed > 0 else 0.0}
 
 
 @torch.no_grad()
@@ -264,7 +318,7 @@ class FitResult:
 
 def build_datasets(split: DataSplit, prep: Preprocessing, cfg: TrainConfig, hflip: bool | None):
     train = VideoClipDataset(split.root, split.train, split.classes, prep, train=True, hflip=hflip,
-                             seed=cfg.seed, clips_per_video=cfg.clips_per_video)
+                             seed=cfg.seed, clips_per_video=cfg.clips_per_video, uint8=True)
     val = VideoClipDataset(split.root, split.val, split.classes, prep, train=False) if split.val else None
     return train, val
 
@@ -286,7 +340,8 @@ def _epoch_loader(dataset: VideoClipDataset, cfg: TrainConfig, epoch: int, ddp: 
 def fit(data: str | Path, run_dir: str | Path, *, model_config: ModelConfig | None = None,
         prep: Preprocessing | None = None, cfg: TrainConfig = TrainConfig(), pretrained: str | Path | None = None,
         resume: bool = False, overwrite: bool = False, expect: dict[str, Any] | None = None, device: str = "auto",
-        hflip: bool | None = None, progress: bool = True, log: Callable[[str], None] = print) -> FitResult:
+        hflip: bool | None = None, progress: bool = True, log: Callable[[str], None] = print,
+        tensorboard: bool = False) -> FitResult:
     """Train C3D on the class folders in ``data``; write checkpoints and a log to ``run_dir``.
 
     A ``run_dir`` holding an earlier run is refused unless ``resume`` (continue it) or ``overwrite``
@@ -295,13 +350,15 @@ def fit(data: str | Path, run_dir: str | Path, *, model_config: ModelConfig | No
     """
     run_dir = Path(run_dir)
     check_run_dir(run_dir, resume, overwrite)
+    if tensorboard:
+        tensorboard_writer_class()  # a missing extra is said before any work
     ddp = init_distributed(device if device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
     dev = resolve_device(device, ddp)
     say = log if ddp.main else (lambda _msg: None)
     state = _load_resume_state(run_dir, say) if resume else None
     if state is not None:  # the run's own settings win; a contradicting request was refused above
         check_resume(run_dir, state, Path(data), expect or {})
-        cfg = TrainConfig.from_dict(state["train_config"])
+        cfg = TrainConfig.from_dict({**state["train_config"], **{k: getattr(cfg, k) for k in SPEED_KEYS}})
         model_config = ModelConfig.from_dict(state["model_config"])
         prep = Preprocessing.from_dict(state["preprocessing"])
         split = DataSplit(Path(data), state["split"]["classes"], state["split"]["train"], state["split"]["val"],
@@ -315,9 +372,10 @@ def fit(data: str | Path, run_dir: str | Path, *, model_config: ModelConfig | No
     model = C3D(model_config)
     if pretrained and state is None:
         init_from_pretrained(model, load_checkpoint(pretrained, with_hash=False), say)
-    model.to(dev)
+    model.to(dev, memory_format=torch.channels_last_3d if cfg.channels_last else torch.contiguous_format)
     optimizer = make_optimizer(model, cfg)
-    scaler = torch.amp.GradScaler(dev.type, enabled=cfg.amp and dev.type == "cuda")
+    dtype = autocast_dtype(cfg, dev, say)
+    scaler = torch.amp.GradScaler(dev.type, enabled=dtype == torch.float16)
     start_epoch, best_top1 = 0, -1.0
     if state is not None:
         model.load_state_dict(state["state_dict"])
@@ -330,9 +388,12 @@ def fit(data: str | Path, run_dir: str | Path, *, model_config: ModelConfig | No
         say(f"resuming {run_dir / LAST} at epoch {start_epoch + 1}/{cfg.epochs}")
     train_set, val_set = build_datasets(split, prep, cfg, prep.allow_hflip)
     net = DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None) if ddp.enabled else model
+    net = torch.compile(net) if cfg.compile else net
     if ddp.main:
         for warning in split_warnings(split, train_set, val_set, prep):
             say(f"warning: {warning}")
+        for note in dict.fromkeys(d.cache_note for d in (train_set, val_set) if d is not None and d.cache_note):
+            say(note)
         if overwrite and state is None:
             clear_run_dir(run_dir, say)
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -341,22 +402,62 @@ def fit(data: str | Path, run_dir: str | Path, *, model_config: ModelConfig | No
             f"{len(train_set)} train clips, {len(val_set) if val_set else 0} val clips, "
             f"{len(train_set.skipped) + (len(val_set.skipped) if val_set else 0)} unreadable videos skipped")
     metrics: dict[str, Any] = {}
-    for epoch in range(start_epoch, cfg.epochs):
-        loader = _epoch_loader(train_set, cfg, epoch, ddp, dev.type == "cuda")
-        desc = f"epoch {epoch + 1}/{cfg.epochs}"
-        metrics = train_one_epoch(net, loader, optimizer, scaler, dev, cfg,
-                                  lambda p, e=epoch: set_lr(optimizer, lr_factor(cfg, e + p)),
-                                  progress and ddp.main, desc)
-        if val_set is not None:
-            metrics.update(evaluate(model, val_set, dev, model_config.num_classes, cfg.batch_size, cfg.workers, ddp))
-        metrics.update(epoch=epoch + 1, lr=optimizer.param_groups[0]["lr"])
-        if ddp.main:
-            best_top1 = _save_epoch(run_dir, model, optimizer, scaler, epoch, best_top1, split, prep, cfg, metrics)
-            say(_epoch_line(metrics))
+    board = tensorboard_writer_class()(str(run_dir / TENSORBOARD)) if tensorboard and ddp.main else None
+    try:
+        for epoch in range(start_epoch, cfg.epochs):
+            loader = _epoch_loader(train_set, cfg, epoch, ddp, dev.type == "cuda")
+            desc = f"epoch {epoch + 1}/{cfg.epochs}"
+            steps = len(loader)
+            on_step = (lambda i, loss, e=epoch: board.add_scalar("loss/train_step", loss, e * steps + i)) if board else None
+            metrics = train_one_epoch(net, loader, optimizer, scaler, dev, cfg,
+                                      lambda p, e=epoch: set_lr(optimizer, lr_factor(cfg, e + p)),
+                                      progress and ddp.main, desc, dtype, on_step, prep.mean_bgr)
+            if val_set is not None:
+                metrics.update(evaluate(model, val_set, dev, model_config.num_classes, cfg.batch_size, cfg.workers, ddp))
+            metrics.update(epoch=epoch + 1, lr=optimizer.param_groups[0]["lr"],
+                           lr_groups=[g["lr"] for g in optimizer.param_groups])
+            if ddp.main:
+                best_top1 = _save_epoch(run_dir, model, optimizer, scaler, epoch, best_top1, split, prep, cfg, metrics)
+                if board is not None:
+                    write_epoch_scalars(board, metrics)
+                say(_epoch_line(metrics))
+    finally:
+        if board is not None:
+            board.close()
     if ddp.enabled:
         dist.barrier()
     skipped = len(train_set.skipped) + (len(val_set.skipped) if val_set else 0)
     return FitResult(run_dir, best_top1, metrics, skipped, "validation" if val_set is not None else "training")
+
+
+# --- TensorBoard ------------------------------------------------------------------------------------
+
+TENSORBOARD = "tensorboard"  # the event files' folder inside a run folder
+LR_GROUP_NAMES = ("conv1-fc7", "fc8")  # model.param_groups' order
+
+
+def tensorboard_writer_class():
+    """``torch.utils.tensorboard.SummaryWriter``; a clear error naming the extra when the package is missing."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise TrainingError("--tensorboard needs the tensorboard package, which is not installed. Install it with "
+                            "pip install 'c3d-rt[tensorboard]' (or pip install tensorboard), or train without "
+                            "--tensorboard (log.jsonl in the run folder has the same figures).") from None
+    return SummaryWriter
+
+
+def write_epoch_scalars(board, m: dict[str, Any]) -> None:
+    """Loss, accuracy, learning rate per group, clips/s and data-wait share of one epoch."""
+    step = m["epoch"]
+    scalars = {"loss/train": m["train_loss"], "top1/train": m["train_top1"], "speed/clips_per_s": m["clips_per_s"],
+               "speed/data_wait_share": m["data_wait"]}
+    scalars.update({f"{k.split('_')[1]}/val": m[k] for k in ("val_loss", "val_top1", "val_top5") if k in m})
+    scalars.update({f"lr/{LR_GROUP_NAMES[i] if i < len(LR_GROUP_NAMES) else i}": lr
+                    for i, lr in enumerate(m["lr_groups"])})
+    for tag, value in scalars.items():
+        board.add_scalar(tag, value, step)
+    board.flush()
 
 
 # --- guarding earlier runs and the data ----------------------------------------------------------
@@ -397,9 +498,11 @@ def check_resume(run_dir: Path, state: dict[str, Any], data: Path, expect: dict[
 
 
 def _check_resume_data(run_dir: Path, split: dict[str, Any], data: Path) -> None:
-    classes = sorted(p.name for p in data.iterdir() if p.is_dir()) if data.is_dir() else []
+    cached = cached_relpaths(data) if data.is_dir() else set()  # a cache without its videos still trains
+    classes = sorted({p.name for p in data.iterdir() if p.is_dir()} | {r.split("/", 1)[0] for r in cached}) \
+        if data.is_dir() else []
     missing_classes = [c for c in split["classes"] if c not in classes]
-    missing = [p for p in split["train"] + split["val"] if not (data / p).exists()]
+    missing = [p for p in split["train"] + split["val"] if not (data / p).exists() and p not in cached]
     if not data.is_dir() or missing_classes or missing:
         what = ("it is not a folder" if not data.is_dir() else
                 f"it lacks the classes {', '.join(missing_classes[:4])}" if missing_classes else
@@ -464,4 +567,4 @@ def _epoch_line(m: dict[str, Any]) -> str:
     val = (f" | val loss {m['val_loss']:.3f} top1 {m['val_top1']:.3f} top5 {m['val_top5']:.3f}"
            if "val_top1" in m else "")
     return (f"epoch {m['epoch']}: train loss {m['train_loss']:.3f} top1 {m['train_top1']:.3f}{val} | "
-            f"{m['clips_per_s']:.1f} clips/s | lr {m['lr']:.2e}")
+            f"{m['clips_per_s']:.1f} clips/s, {m['data_wait']:.0%} waiting for data | lr {m['lr']:.2e}")

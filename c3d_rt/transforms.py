@@ -48,6 +48,30 @@ def preprocess_frame(frame_bgr: np.ndarray, prep: Preprocessing, out: np.ndarray
     return normalize_crop(resize_frame(frame_bgr, prep), prep, top, left, out)
 
 
+def crop_clip(
+    frames_bgr: list[np.ndarray] | np.ndarray,
+    prep: Preprocessing,
+    *,
+    crop_origin: tuple[int, int] | None = None,
+    hflip: bool = False,
+) -> np.ndarray:
+    """``T`` BGR frames -> resized, cropped, channel-first ``(3, T, c, c)`` uint8: the clip before the mean.
+
+    Training loaders send this (a quarter of float32's bytes) and subtract the mean on the device;
+    ``preprocess_clip`` subtracts it here. Either way the numbers are the same (exact integer arithmetic).
+    """
+    top, left = crop_origin if crop_origin is not None else prep.center_offsets
+    c = prep.crop_size
+    w, h = prep.resize_wh
+    if isinstance(frames_bgr, np.ndarray) and frames_bgr.shape[1:] == (h, w, 3):
+        clip = np.ascontiguousarray(frames_bgr[:, top : top + c, left : left + c].transpose(3, 0, 1, 2))
+    else:
+        clip = np.empty((3, len(frames_bgr), c, c), dtype=np.uint8)
+        for t, frame in enumerate(frames_bgr):
+            clip[:, t] = resize_frame(frame, prep)[top : top + c, left : left + c].transpose(2, 0, 1)
+    return np.ascontiguousarray(clip[..., ::-1]) if hflip else clip
+
+
 def preprocess_clip(
     frames_bgr: list[np.ndarray] | np.ndarray,
     prep: Preprocessing,
@@ -60,14 +84,9 @@ def preprocess_clip(
     ``crop_origin`` is ``(top, left)`` in the resized frame (the centre when None);
     ``hflip`` mirrors every frame (training augmentation).
     """
-    top, left = crop_origin if crop_origin is not None else prep.center_offsets
-    c = prep.crop_size
-    clip = np.empty((3, len(frames_bgr), c, c), dtype=np.float32)
-    for t, frame in enumerate(frames_bgr):
-        normalize_crop(resize_frame(frame, prep), prep, top, left, out=clip[:, t])
-    if hflip:
-        clip = np.ascontiguousarray(clip[..., ::-1])
-    return clip
+    clip = crop_clip(frames_bgr, prep, crop_origin=crop_origin, hflip=hflip)
+    mean = np.asarray(prep.mean_bgr, dtype=np.float32).reshape(3, 1, 1, 1)
+    return np.subtract(clip, mean, dtype=np.float32)
 
 
 def random_crop_origin(prep: Preprocessing, rng: np.random.Generator) -> tuple[int, int]:

@@ -38,7 +38,7 @@ def test_every_cpu_engine_runs_and_agrees(quick_report, tiny_export):
     for r in report.rows:
         if r.status == "ok":
             assert r.p50_ms > 0 and r.p50_ms <= r.p95_ms <= r.p99_ms and r.top1_agreement >= 0.99
-            assert r.clips_per_s == pytest.approx(r.batch * 1e3 / r.mean_ms, rel=1e-3)
+            assert r.clips_per_s == pytest.approx(r.batch * 1e3 / r.mean_ms, rel=1e-3, abs=0.006)  # rounded to 0.01
     eager = next(r for r in report.rows if r.key == "torch/fp32/cpu")
     assert eager.max_abs_err == 0.0  # the reference compared with itself
     auto = [r for r in report.rows if r.engine == "auto"]

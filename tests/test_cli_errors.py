@@ -53,6 +53,8 @@ CASES = [
          "train {no_val} --out {new} --epochs 1 --width 0.0625 --crop-size 32 --workers 0 --batch-size 8 "
          "--frame-interval 4", 0, ("on the TRAINING clips", "no validation split", "fewer than 61 frames")),
     # eval
+    Case("cache a missing data folder", "cache {world}/nope", 1, ("no such folder",)),
+    Case("cache --crop-size 50", "cache {data} --crop-size 50", 1, ("multiple of 16", "--crop-size")),
     Case("eval --json a folder", "eval {ckpt} {data} --json {adir}", 1, ("is a folder",)),
     Case("eval --json a read-only place", "eval {ckpt} {data} --json /proc/c3d-rt-test/m.json", 1, ("cannot write",)),
     Case("eval --confusion not a png", "eval {ckpt} {data} --confusion cm.jpg", 1, ("ending in .png",)),

@@ -29,7 +29,6 @@ from .conftest import write_video  # noqa: E402
 from .mjpeg_server import MjpegServer  # noqa: E402
 
 TOKEN = "s3cret-token"
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
 FILE_FRAMES = 40  # unpaced file streams: windows at stride 4 from frame 15 on
 
 
@@ -44,10 +43,10 @@ class Served:
     def __init__(self, proc: subprocess.Popen, url: str, stderr: list[str], log_dir: Path) -> None:
         self.proc, self.url, self.stderr, self.log_dir = proc, url.rstrip("/"), stderr, log_dir
 
-    def request(self, path: str, method: str = "GET", body: dict | bytes | None = None, headers=AUTH,
+    def request(self, path: str, method: str = "GET", body: dict | bytes | None = None, headers: dict | None = None,
                 timeout: float = 10.0) -> tuple[int, bytes, dict]:
         data = json.dumps(body).encode() if isinstance(body, dict) else body
-        req = urllib.request.Request(self.url + path, data=data, method=method, headers=dict(headers))
+        req = urllib.request.Request(self.url + path, data=data, method=method, headers=dict(headers or {}))
         if isinstance(body, dict):
             req.add_header("Content-Type", "application/json")
         try:
@@ -159,7 +158,7 @@ def receiver():
 
 @pytest.fixture(scope="module")
 def served(onnx_path, media, camera, receiver, tmp_path_factory):
-    """Five streams in one server, with a token: synthetic camera, paced looped file, loopback MJPEG camera and
+    """Five streams in one server: synthetic camera, paced looped file, loopback MJPEG camera and
     two unpaced files (their windows are deterministic, for the comparison with `webcam`)."""
     folder = tmp_path_factory.mktemp("serve")
     config = folder / "streams.toml"
@@ -185,7 +184,7 @@ smooth = 2
                            "--source", f"cam={camera.url}", "--config", str(config), "--stride", "2",
                            "--max-batch", "4", "--max-wait-ms", "20", "--log-dir", str(folder / "logs"),
                            "--media-root", str(media), "--mjpeg-fps", "15",
-                           "--webhook", receiver.url], env={"C3D_RT_TOKEN": TOKEN})
+                           "--webhook", receiver.url])
     yield server
     if server.proc.poll() is None:
         server.proc.kill()
@@ -247,7 +246,7 @@ def test_metrics_parse_and_their_counters_move(served):
 
 def test_server_sent_events_arrive_for_every_stream(served):
     seen: dict[str, dict] = {}
-    req = urllib.request.Request(served.url + "/api/events", headers=AUTH)
+    req = urllib.request.Request(served.url + "/api/events", headers={})
     with urllib.request.urlopen(req, timeout=10) as response:
         assert response.headers["Content-Type"].startswith("text/event-stream")
         deadline = time.monotonic() + 20
@@ -277,16 +276,49 @@ def test_label_changes_reach_the_webhook_after_a_retry(served, receiver):
     assert sent and sent[0] >= 1
 
 
-def test_token_is_required_everywhere_but_healthz(served):
-    assert served.request("/healthz", headers={})[0] == 200
-    for path in ("/", "/api/streams", "/metrics", "/readyz", "/streams/syn/frame.jpg"):
-        status, body, _ = served.request(path, headers={})
-        assert status == 401 and b"token" in body, path
-    assert served.request("/api/streams", headers={"Authorization": "Bearer wrong"})[0] == 401
+def test_token_is_required_everywhere_but_healthz(onnx_path):
+    server = start_server(["--model", str(onnx_path), "--engine", "ort", "--source", "a=synthetic@10"],
+                          env={"C3D_RT_TOKEN": TOKEN})
+    try:
+        assert server.request("/healthz", headers={})[0] == 200
+        for path in ("/", "/api/streams", "/metrics", "/readyz", "/api/events", "/streams/a/frame.jpg", "/nope"):
+            status, body, _ = server.request(path, headers={})
+            assert status == 401 and b"token" in body, path
+        assert server.request("/api/streams", headers={"Authorization": "Bearer wrong"})[0] == 401
+        assert server.request("/api/streams?token=" + TOKEN, headers={})[0] == 401  # only the dashboard takes it
+        assert server.request("/api/streams", headers={"Authorization": f"Bearer {TOKEN}"})[0] == 200
+
+        class NoRedirect(urllib.request.HTTPRedirectHandler):
+            def redirect_request(self, *args):
+                return None
+
+        try:
+            urllib.request.build_opener(NoRedirect).open(server.url + "/?token=" + TOKEN, timeout=10)
+            raise AssertionError("no redirect")
+        except urllib.error.HTTPError as redirect:
+            assert redirect.code == 302 and redirect.headers["Location"] == "/"
+            cookie = redirect.headers["Set-Cookie"]
+        assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
+        status, body, _ = server.request("/api/streams", headers={"Cookie": cookie.split(";")[0]})
+        assert status == 200
+    finally:
+        server.proc.kill()
+
+
+def test_a_web_page_cannot_drive_a_server_without_token(served):
+    ok = {"name": "csrf", "source": "0"}
+    status, body, _ = served.request("/api/streams", "POST", json.dumps(ok).encode(),
+                                     headers={"Content-Type": "text/plain"})
+    assert status == 415 and b"application/json" in body  # a simple cross-site POST cannot be JSON
+    status, body, _ = served.request("/api/streams", "POST", ok, headers={"Origin": "http://evil.example"})
+    assert status == 403 and b"cross-origin" in body
+    status, body, _ = served.request("/api/streams", headers={"Host": "evil.example:8080"})  # DNS rebinding
+    assert status == 403 and b"loopback" in body
+    assert "csrf" not in served.streams()
 
 
 def test_annotated_video_is_mjpeg(served):
-    req = urllib.request.Request(served.url + "/streams/syn/video.mjpg", headers=AUTH)
+    req = urllib.request.Request(served.url + "/streams/syn/video.mjpg", headers={})
     with urllib.request.urlopen(req, timeout=10) as response:
         assert response.headers["Content-Type"].startswith("multipart/x-mixed-replace")
         data = b""
@@ -298,7 +330,9 @@ def test_annotated_video_is_mjpeg(served):
 
 
 def test_streams_are_added_and_removed_over_http(served, media, tmp_path):
-    assert served.request("/api/streams", "POST", {"name": "extra", "source": "synthetic@20", "stride": 4})[0] == 201
+    status, body, headers = served.request("/api/streams", "POST", {"name": "extra", "source": "synthetic@20"})
+    assert status == 201 and json.loads(body)["stride"] == 2  # the command line's --stride 2 is the default
+    assert served.request(headers["Location"])[0] == 200
     served.wait_for(lambda: served.streams()["extra"]["predictions"] > 0, what="the added stream to predict")
     assert served.request("/api/streams", "POST", {"name": "extra", "source": "synthetic"})[0] == 409
     # files only under --media-root; nothing else is opened
@@ -309,12 +343,15 @@ def test_streams_are_added_and_removed_over_http(served, media, tmp_path):
         status, body, _ = served.request("/api/streams", "POST", {"name": "bad", "source": source})
         assert status == 403, (source, body)
     assert served.request("/api/streams", "POST", {"name": "bad", "source": "nope.avi"})[0] == 404
-    assert served.request("/api/streams", "POST", b"{not json", headers={**AUTH, "Content-Type":
-                                                                          "application/json"})[0] == 400
+    assert served.request("/api/streams", "POST", b"{not json", headers={"Content-Type": "application/json"})[0] == 400
     status, body, _ = served.request("/api/streams", "POST", {"name": "../x", "source": "synthetic"})
     assert status == 400 and b"stream name" in body
     assert served.request("/api/streams", "POST", {"name": "y", "source": "synthetic", "stride": 0})[0] == 400
-    assert served.request("/api/streams", "POST", b"x" * 100_000)[0] == 413
+    status, body, _ = served.request("/api/streams", "POST", b"x" * 100_000, headers={"Content-Type":
+                                                                                    "application/json"})
+    assert status == 413 and json.loads(body)["status"] == 413
+    status, body, _ = served.request("/api/streams", "POST", {"name": "s", "source": "synthetic@5000"})
+    assert status == 403 and b"at most" in body
     for name in ("extra", "m"):
         assert served.request(f"/api/streams/{name}", "DELETE")[0] == 204
     assert "extra" not in served.streams() and "m" not in served.streams()
@@ -330,8 +367,7 @@ def test_dashboard_in_headless_chromium(served, tmp_path):
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-gpu"])
         page = browser.new_page(viewport={"width": 1400, "height": 900})
-        page.goto(f"{served.url}/?token={TOKEN}")  # sets the cookie and drops the token from the address
-        assert page.url.rstrip("/") == served.url
+        page.goto(served.url + "/")
         names = set(served.streams())
         page.wait_for_function(f"document.querySelectorAll('.tile').length === {len(names)}", timeout=15000)
         assert {t.get_attribute("data-stream") for t in page.query_selector_all(".tile")} == names
@@ -389,6 +425,33 @@ def test_bad_stream_options_are_clear_errors(onnx_path, tmp_path):
         run = subprocess.run([sys.executable, "-m", "c3d_rt.cli", "serve", "--model", str(onnx_path), *args],
                              capture_output=True, text=True, timeout=60)
         assert run.returncode == 1 and message in run.stderr, run.stderr
+
+
+def test_batcher_never_sleeps_on_a_due_window(onnx_path, media):
+    """One unpaced file at --max-batch 8: each window is due right after the last one was run, and must be
+    taken then (a lost wake-up once cost 200 ms per window)."""
+    from c3d_rt.engines import load_engine
+    from c3d_rt.serve.batcher import Batcher
+    from c3d_rt.serve.streams import Stream, StreamSpec
+
+    engine = load_engine(onnx_path, "ort", device="cpu", live=True)
+    streams: list[Stream] = []
+    batcher = Batcher(engine, lambda: streams, max_batch=8, max_wait_ms=5)
+    streams.append(Stream(StreamSpec("a", str(media / "loop.avi"), loop=True), engine.info.preprocessing,
+                          engine.labels, on_due=batcher.notify, on_prediction=lambda *_: None, log=lambda _m: None))
+    batcher.start()
+    streams[0].start()
+    try:
+        deadline = time.monotonic() + 60
+        while streams[0].counters.predictions == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        start, t0 = streams[0].counters.predictions, time.monotonic()
+        time.sleep(3)
+        rate = (streams[0].counters.predictions - start) / (time.monotonic() - t0)
+    finally:
+        streams[0].close()
+        batcher.stop()
+    assert rate > 20, f"{rate:.1f} windows/s from an unpaced file: the batcher slept while a window was due"
 
 
 def test_memory_stays_flat_over_10000_frames_per_stream(onnx_path, media):

@@ -28,7 +28,8 @@ def test_checkpoint_carries_everything_needed(tiny_ckpt):
     assert ckpt.extra["split"]["val"] and ckpt.extra["epoch"] == 1
     log = [json.loads(line) for line in (tiny_ckpt.parent / "log.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in log] == [1, 2]
-    assert {"train_loss", "val_loss", "val_top1", "val_top5", "clips_per_s", "lr"} <= set(log[0])
+    assert {"train_loss", "val_loss", "val_top1", "val_top5", "clips_per_s", "data_wait", "lr", "lr_groups"} <= set(log[0])
+    assert 0 <= log[0]["data_wait"] < 1 and log[0]["clips_per_s"] > 0 and len(log[0]["lr_groups"]) == 2
 
 
 def test_resume_continues_exactly(tiny_data, tmp_path):
@@ -90,3 +91,62 @@ def test_two_process_ddp_on_cpu(tiny_data, tmp_path):
     ckpt = load_checkpoint(run / "last.pt")
     assert ckpt.model_config.width == 0.0625 and ckpt.extra["epoch"] == 0
     assert len((run / "log.jsonl").read_text().splitlines()) == 1
+
+
+def test_tensorboard_logs_what_the_epoch_line_says(tiny_data, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    lines = []
+    fit(tiny_data, tmp_path / "run", model_config=TINY, prep=TINY_PREP, cfg=_cfg(epochs=1), tensorboard=True,
+        progress=False, log=lines.append)
+    events = EventAccumulator(str(tmp_path / "run" / "tensorboard"))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    assert {"loss/train", "loss/val", "top1/train", "top1/val", "top5/val", "lr/conv1-fc7", "lr/fc8",
+            "speed/clips_per_s", "speed/data_wait_share", "loss/train_step"} <= tags
+    log = json.loads((tmp_path / "run" / "log.jsonl").read_text().splitlines()[0])
+    assert events.Scalars("top1/val")[0].value == pytest.approx(log["val_top1"])
+    assert "waiting for data" in lines[-1] and any("bf16 autocast skipped" in ln or "bf16" in ln for ln in lines)
+
+
+def test_tensorboard_without_its_package_names_the_extra(tiny_data, tmp_path, monkeypatch):
+    for name in [m for m in sys.modules if m.startswith(("tensorboard", "torch.utils.tensorboard"))]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "tensorboard", None)  # as if it were not installed
+    with pytest.raises(TrainingError, match=r"c3d-rt\[tensorboard\]"):
+        fit(tiny_data, tmp_path / "run", model_config=TINY, prep=TINY_PREP, cfg=_cfg(epochs=1), tensorboard=True,
+            **QUIET)
+    assert not (tmp_path / "run").exists()
+
+
+def test_precision_choices_on_a_cpu():
+    from c3d_rt.machine import cpu_has_bf16
+    from c3d_rt.train import autocast_dtype
+
+    cpu = torch.device("cpu")
+    said = []
+    assert autocast_dtype(_cfg(), cpu, said.append) == (torch.bfloat16 if cpu_has_bf16() else None)
+    assert cpu_has_bf16() or "no native bf16" in said[0]
+    assert autocast_dtype(_cfg(precision="bf16"), cpu) == torch.bfloat16
+    assert autocast_dtype(_cfg(precision="auto", amp=False), cpu) is None
+    with pytest.raises(TrainingError, match="GPU only"):
+        autocast_dtype(_cfg(precision="fp16"), cpu)
+
+
+def test_channels_last_trains_to_the_same_loss(tiny_data, tmp_path):
+    a = fit(tiny_data, tmp_path / "a", model_config=TINY, prep=TINY_PREP, cfg=_cfg(epochs=1), **QUIET)
+    b = fit(tiny_data, tmp_path / "b", model_config=TINY, prep=TINY_PREP, cfg=_cfg(epochs=1, channels_last=True),
+            **QUIET)
+    assert b.last_metrics["train_loss"] == pytest.approx(a.last_metrics["train_loss"], rel=1e-3)
+
+
+@pytest.mark.cuda
+def test_mixed_precision_trains_on_a_gpu(tiny_data, tmp_path):
+    from c3d_rt.train import autocast_dtype
+
+    gpu = torch.device("cuda")
+    assert autocast_dtype(_cfg(), gpu) == (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
+    for precision in ("bf16", "fp16"):
+        result = fit(tiny_data, tmp_path / precision, model_config=TINY, prep=TINY_PREP, device="cuda",
+                     cfg=_cfg(epochs=1, precision=precision, channels_last=True), **QUIET)
+        assert result.last_metrics["train_loss"] > 0 and 0 <= result.last_metrics["data_wait"] < 1

@@ -5,7 +5,9 @@
 #   3. `c3d-rt bench` on a full-size C3D (trained here for 3 epochs on the synthetic set, or CKPT=...)
 #      on the GPU at batch 1, 8, 64 and 256, with the live pipeline (--e2e, engine auto) on a 30 fps
 #      synthetic camera;
-#   4. `c3d-rt webcam` on the synthetic camera with the GPU engine, a prediction on every frame.
+#   4. `c3d-rt webcam` on the synthetic camera with the GPU engine, a prediction on every frame;
+#   5. training speed of full-size C3D at batch 32 per precision / channels_last / torch.compile, and the
+#      input pipeline (raw decode vs frame cache) per worker count.
 #
 #   bash tools/gpu-check.sh [OUT_DIR]            # default: gpu-check-<date>
 #   CKPT=runs/ucf/best.pt bash tools/gpu-check.sh  # measure your own checkpoint instead
@@ -53,5 +55,8 @@ step bench env WORK="$WORK" RESULTS="$OUT" BATCH="${BATCH:-1,8,64,256}" ITERS="$
     BENCH_ARGS="--devices cuda" bash benchmarks/reproduce.sh
 step live "$PY" -m c3d_rt.cli webcam --model "$WORK/export" --device cuda --source synthetic@30 --max-frames 900 \
     --no-show --summary-json "$OUT/live-cuda.json"
+step train-speed "$PY" benchmarks/train_speed.py --device cuda --width 1 --batch 32 --steps 20 --warmup 5 \
+    --variants fp32,bf16,fp16,channels_last,bf16+channels_last,bf16+compile,bf16+compile+channels_last --out "$OUT"
+step input-pipeline "$PY" benchmarks/input_pipeline.py --videos 32 --workers 0,1,2,4,8 --out "$OUT"
 echo "results in $OUT; $failed step(s) failed"
 exit "$failed"

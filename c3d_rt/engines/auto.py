@@ -3,7 +3,7 @@
 Candidates are the plans (see :mod:`.registry`) whose library and device exist
 and whose file the exporter proved equivalent at that precision (``report.json``
 beside the file); the eager checkpoint is the reference itself. Each is loaded,
-warmed up and timed for a few batch-1 calls with the options the caller will
+warmed up and timed for a few batch-1 calls (``serve``: its batch size) with the options the caller will
 use. The choice and its timing table are cached, keyed by the files' SHA-256, the
 CPU (with its speed flags) and GPU, the library versions and the load options; a
 cache entry that cannot be read or no longer loads is rebuilt.
@@ -44,12 +44,14 @@ class AutoChoice:
     cached: bool = False
     date: str = ""
     fallback: str = ""  # said when auto wanted a GPU and could not have one
+    batch: int = 1  # clips per call in the timing
 
     def format(self) -> str:
         head = f"auto chose {self.chosen}" + (f" (cached choice from {self.date})" if self.cached else "")
         rows = [f"  {t.key:<24} {f'{t.p50_ms:9.2f} ms' if t.p50_ms is not None else '        -   '}  "
                 f"{t.status}{': ' + t.reason if t.reason else ''}" for t in self.trials]
-        return "\n".join([head + "; batch-1 p50 of each candidate:"] + rows + ([self.fallback] if self.fallback else []))
+        return "\n".join([head + f"; batch-{self.batch} p50 of each candidate:"] + rows
+                         + ([self.fallback] if self.fallback else []))
 
 
 def candidates(model: Path, devices: tuple[str, ...], checkpoint: Path | None) -> tuple[list[Plan], list[Trial]]:
@@ -66,10 +68,10 @@ def candidates(model: Path, devices: tuple[str, ...], checkpoint: Path | None) -
 
 
 def choose(model: str | Path, device: str = "auto", *, precision: str = "auto", checkpoint: str | Path | None = None,
-           iters: int = 5, use_cache: bool = True, log: Callable[[str], None] = print,
+           iters: int = 5, use_cache: bool = True, log: Callable[[str], None] = print, batch: int = 1,
            **options) -> tuple[Engine, AutoChoice]:
     """Load the fastest proven engine for ``model`` (a folder or a file) on ``device`` (auto, cpu or cuda),
-    among all precisions or the one given."""
+    among all precisions or the one given, timed at ``batch`` clips a call (``serve`` runs batches)."""
     model = Path(model)
     checkpoint = Path(checkpoint) if checkpoint else None
     devices, fallback = _devices(device)
@@ -84,16 +86,16 @@ def choose(model: str | Path, device: str = "auto", *, precision: str = "auto", 
                                 + "\nName an engine to run a file unproven (e.g. --engine ort), prove one with "
                                 "`c3d-rt verify FILE` (it records the proof beside the file), or export again with "
                                 "`c3d-rt export CKPT --out DIR`.")
-    key = cache_key(plans_to_time, options)
+    key = cache_key(plans_to_time, {**options, "batch": batch} if batch != 1 else options)
     if use_cache:
         cached = _load_cached(key, plans_to_time, options)
         if cached is not None:
             engine, choice = cached
             choice.fallback = fallback
             return engine, choice
-    engine, trials = _time_all(plans_to_time, iters, log, options)
+    engine, trials = _time_all(plans_to_time, iters, log, options, batch)
     choice = AutoChoice(engine.key, sorted(trials, key=_order) + skipped, date=time.strftime("%Y-%m-%d %H:%M"),
-                        fallback=fallback)
+                        fallback=fallback, batch=batch)
     if use_cache:
         _store(key, choice)
     return engine, choice
@@ -112,7 +114,7 @@ def _devices(device: str) -> tuple[tuple[str, ...], str]:
     return ("cpu",), "no NVIDIA GPU here: auto looked at CPU engines only"
 
 
-def _time_all(to_time: list[Plan], iters: int, log, options) -> tuple[Engine, list[Trial]]:
+def _time_all(to_time: list[Plan], iters: int, log, options, batch: int = 1) -> tuple[Engine, list[Trial]]:
     best: tuple[float, Engine] | None = None
     trials = []
     for plan in to_time:
@@ -124,13 +126,13 @@ def _time_all(to_time: list[Plan], iters: int, log, options) -> tuple[Engine, li
             trial.status, trial.reason = "failed", describe(exc)
             continue
         try:
-            clips = np.zeros((1, *engine.input_shape), np.float32)
+            clips = np.zeros((batch, *engine.input_shape), np.float32)
             trial.p50_ms = round(float(np.median(time_calls(engine, clips, warmup=2, iters=iters))), 3)
         except Exception as exc:  # an engine that breaks while timing is a failed trial, not a failed run
             trial.status, trial.reason = "failed", describe(exc)
             engine.close()
             continue
-        log(f"  auto: {plan.key:<24} p50 {trial.p50_ms:.2f} ms")
+        log(f"  auto: {plan.key:<24} p50 {trial.p50_ms:.2f} ms" + (f" at batch {batch}" if batch > 1 else ""))
         if best is None or trial.p50_ms < best[0]:
             if best is not None:
                 best[1].close()
@@ -173,7 +175,8 @@ def _load_cached(key: str, to_time: list[Plan], options: dict) -> tuple[Engine, 
     try:
         trials = [Trial(t["key"], t["file"], None if t["p50_ms"] is None else float(t["p50_ms"]), str(t["status"]),
                         str(t["reason"])) for t in entry["trials"]]
-        choice = AutoChoice(str(entry["chosen"]), trials, cached=True, date=str(entry["date"]))
+        choice = AutoChoice(str(entry["chosen"]), trials, cached=True, date=str(entry["date"]),
+                            batch=int(entry.get("batch", 1)))
         plan = next(p for p in to_time if p.key == choice.chosen)
     except (TypeError, KeyError, ValueError, StopIteration):
         return None  # no entry, or a corrupt one: time again

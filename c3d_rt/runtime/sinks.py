@@ -81,13 +81,16 @@ class Display:
 
 
 class PredictionLog:
-    """One JSON object per prediction, flushed per line so a crash loses nothing already logged."""
+    """One JSON object per prediction, flushed per line so a crash loses nothing already logged.
 
-    def __init__(self, path: str | Path) -> None:
+    ``append``: add to an existing log instead of starting it afresh (``serve``: a stream removed and added
+    again keeps its history)."""
+
+    def __init__(self, path: str | Path, append: bool = False) -> None:
         self.path = Path(path)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.file = self.path.open("w", encoding="utf-8")
+            self.file = self.path.open("a" if append else "w", encoding="utf-8")
         except OSError as exc:
             raise SinkError(f"--log {path}: cannot write there ({exc.strerror}).") from None
 

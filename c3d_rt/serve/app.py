@@ -6,7 +6,11 @@ the streams' state or hands work to a thread; nothing here runs the model.
 
 With a token every endpoint except ``/healthz`` needs it: an ``Authorization:
 Bearer`` header, or the cookie set when the dashboard is opened once as
-``/?token=...``.
+``/?token=...``. Without a token the server only listens on loopback, and a
+web page must not be able to drive it from the user's browser: requests whose
+``Host`` is not a loopback name (DNS rebinding) and cross-origin changes are
+refused, and ``POST`` needs ``application/json`` (a type a page cannot send
+to another origin without a CORS preflight, which this server never grants).
 """
 
 from __future__ import annotations
@@ -17,11 +21,12 @@ import hmac
 import json
 import time
 from importlib import resources
+from urllib.parse import urlsplit
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from .server import Server
+from .server import Server, is_loopback
 from .streams import StreamSpec, StreamSpecError, check_remote_source
 
 SERVER_KEY = web.AppKey("server", Server)
@@ -29,6 +34,7 @@ COOKIE = "c3d_rt_token"
 MAX_REQUEST_BYTES = 64 * 1024
 SSE_KEEPALIVE_S = 15.0
 BOUNDARY = "c3drtframe"
+MAX_VIEWERS = 32  # MJPEG and SSE clients each, at most
 
 
 def error(status: int, message: str) -> web.Response:
@@ -39,17 +45,38 @@ def _token_of(request: web.Request) -> str:
     header = request.headers.get("Authorization", "")
     if header.lower().startswith("bearer "):
         return header[7:].strip()
-    return request.cookies.get(COOKIE, "") or request.query.get("token", "")
+    return request.cookies.get(COOKIE, "") or (request.query.get("token", "") if request.path == "/" else "")
+
+
+def _refusal(request: web.Request) -> web.Response | None:
+    """Why this request may not reach a handler, as the response to send; None when it may."""
+    settings = request.app[SERVER_KEY].settings
+    if settings.token:
+        if request.path != "/healthz" and not hmac.compare_digest(_token_of(request).encode(),
+                                                                   settings.token.encode()):
+            return error(401, "this server needs its token: send 'Authorization: Bearer TOKEN', or open the "
+                              "dashboard once as /?token=TOKEN")
+    elif not is_loopback(urlsplit("//" + request.host).hostname or ""):
+        return error(403, f"Host {request.host!r} is not this machine's loopback address; a server without a "
+                          "token answers only requests for localhost or 127.0.0.1")
+    origin = request.headers.get("Origin")
+    if request.method not in ("GET", "HEAD", "OPTIONS") and origin and urlsplit(origin).netloc != request.host:
+        return error(403, f"cross-origin {request.method} from {origin} refused")
+    return None
 
 
 @web.middleware
-async def auth_middleware(request: web.Request, handler):
-    token = request.app[SERVER_KEY].settings.token
-    if token and request.path != "/healthz":
-        if not hmac.compare_digest(_token_of(request).encode(), token.encode()):
-            return error(401, "this server needs its token: send 'Authorization: Bearer TOKEN', or open the "
-                              "dashboard once as /?token=TOKEN")
-    return await handler(request)
+async def guard_middleware(request: web.Request, handler):
+    """Access rules first; then aiohttp's own errors (404, 405, 413) as JSON like ours."""
+    refusal = _refusal(request)
+    if refusal is not None:
+        return refusal
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return error(exc.status, exc.text or exc.reason)
 
 
 async def dashboard(request: web.Request) -> web.StreamResponse:
@@ -72,14 +99,23 @@ async def list_streams(request: web.Request) -> web.Response:
         "streams": [s.snapshot() for s in server.stream_list()]})
 
 
+async def get_stream(request: web.Request) -> web.Response:
+    stream = request.app[SERVER_KEY].streams.get(request.match_info["name"])
+    if stream is None:
+        return error(404, f"no stream named {request.match_info['name']!r}; GET /api/streams lists them")
+    return web.json_response(stream.snapshot())
+
+
 async def add_stream(request: web.Request) -> web.Response:
     server = request.app[SERVER_KEY]
+    if request.content_type != "application/json":
+        return error(415, f"expected Content-Type: application/json, got {request.content_type or 'none'}")
     try:
         body = await request.json()
     except (json.JSONDecodeError, UnicodeDecodeError):
         return error(400, 'expected a JSON object such as {"name": "door", "source": "rtsp://10.0.0.5/stream"}')
     try:
-        spec = StreamSpec.from_dict(body)
+        spec = StreamSpec.from_dict(body, server.settings.stream_defaults)
         source = check_remote_source(spec.source, server.settings.media_root)
         stream = server.add_stream(dataclasses.replace(spec, source=source))
     except PermissionError as exc:
@@ -87,8 +123,7 @@ async def add_stream(request: web.Request) -> web.Response:
     except FileNotFoundError as exc:
         return error(404, str(exc))
     except StreamSpecError as exc:
-        status = 409 if "already" in str(exc) else 503 if "loading" in str(exc) else 400
-        return error(status, str(exc))
+        return error(exc.status, str(exc))
     return web.json_response(stream.snapshot(), status=201, headers={"Location": f"/api/streams/{spec.name}"})
 
 
@@ -104,6 +139,8 @@ async def delete_stream(request: web.Request) -> web.Response:
 async def events(request: web.Request) -> web.StreamResponse:
     """Server-Sent Events: one ``prediction`` event per prediction of any stream."""
     server = request.app[SERVER_KEY]
+    if len(server.hub.clients) >= MAX_VIEWERS:
+        return error(503, f"{MAX_VIEWERS} clients already follow the events; try again later")
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store",
                                            "X-Accel-Buffering": "no"})
     await response.prepare(request)
@@ -118,6 +155,9 @@ async def events(request: web.Request) -> web.StreamResponse:
                 continue
             if event is None:
                 break
+            lost, queue.lost = getattr(queue, "lost", 0), 0
+            if lost:
+                await response.write(f"event: lost\ndata: {json.dumps({'lost': lost})}\n\n".encode())
             await response.write(f"event: prediction\ndata: {json.dumps(event)}\n\n".encode())
     except (ConnectionResetError, asyncio.CancelledError):
         pass
@@ -132,9 +172,21 @@ async def video(request: web.Request) -> web.StreamResponse:
     name = request.match_info["name"]
     if name not in server.streams:
         return error(404, f"no stream named {name!r}")
+    if server.viewers >= MAX_VIEWERS:
+        return error(503, f"{MAX_VIEWERS} clients already watch videos; try again later, or poll frame.jpg")
     response = web.StreamResponse(headers={"Content-Type": f"multipart/x-mixed-replace; boundary={BOUNDARY}",
                                            "Cache-Control": "no-store"})
     await response.prepare(request)
+    server.viewers += 1
+    try:
+        await _send_frames(request, response, name)
+    finally:
+        server.viewers -= 1
+    return response
+
+
+async def _send_frames(request: web.Request, response: web.StreamResponse, name: str) -> None:
+    server = request.app[SERVER_KEY]
     loop = asyncio.get_running_loop()
     period = 1.0 / server.settings.mjpeg_fps
     last_frame = -1
@@ -154,7 +206,6 @@ async def video(request: web.Request) -> web.StreamResponse:
             await asyncio.sleep(max(0.0, period - (time.perf_counter() - started)))
     except (ConnectionResetError, asyncio.CancelledError):
         pass
-    return response
 
 
 async def frame(request: web.Request) -> web.Response:
@@ -184,11 +235,12 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 def build_app(server: Server) -> web.Application:
-    app = web.Application(middlewares=[auth_middleware], client_max_size=MAX_REQUEST_BYTES)
+    app = web.Application(middlewares=[guard_middleware], client_max_size=MAX_REQUEST_BYTES)
     app[SERVER_KEY] = server
     app.router.add_get("/", dashboard)
     app.router.add_get("/api/streams", list_streams)
     app.router.add_post("/api/streams", add_stream)
+    app.router.add_get("/api/streams/{name}", get_stream)
     app.router.add_delete("/api/streams/{name}", delete_stream)
     app.router.add_get("/api/events", events)
     app.router.add_get("/streams/{name}/video.mjpg", video)

@@ -52,10 +52,10 @@ class Batcher:
     def _loop(self) -> None:
         try:
             while not self.stop_event.is_set():
-                self.due.wait(0.2)
-                self.due.clear()
-                taken = self._gather([])
-                if not taken:
+                taken = self._gather([])  # first look, then sleep: a window that came due during the last
+                if not taken:              # batch (its notice already consumed) is not left waiting
+                    self.due.wait(0.2)
+                    self.due.clear()
                     continue
                 deadline = time.perf_counter() + self.max_wait_s
                 while len(taken) < self.max_batch and not self.stop_event.is_set():
@@ -65,7 +65,7 @@ class Batcher:
                     self.due.clear()
                     self._gather(taken)
                 self._run(taken)
-        except BaseException as exc:  # the server reports it and stops
+        except BaseException as exc:  # the engine failed: the server reports it and stops
             self.error = exc
             if self.on_error is not None:
                 self.on_error(exc)
@@ -96,4 +96,7 @@ class Batcher:
         if self.on_batch is not None:
             self.on_batch(n, t1 - t0)
         for row, (stream, window) in enumerate(taken):
-            stream.publish(window, logits[row], t0, t1)
+            try:
+                stream.publish(window, logits[row], t0, t1)
+            except Exception as exc:  # one stream's sink (a full disk...) must not stop the others
+                stream.sink_failed(exc)

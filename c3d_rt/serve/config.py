@@ -13,20 +13,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .streams import StreamSpec, StreamSpecError
+from .streams import NAME_PATTERN, StreamSpec, StreamSpecError
 
 
 def read_streams(options: list[str], config: Path | None, defaults: StreamSpec) -> list[StreamSpec]:
-    streams = [_from_option(text, i, defaults) for i, text in enumerate(options)]
+    streams, bare = [], 0
+    for text in options:
+        name = text.partition("=")[0]
+        if "=" not in text or "://" in name or not NAME_PATTERN.match(name):  # a bare SPEC (even a/b=c.mp4)
+            text, bare = f"cam{bare}={text}", bare + 1
+        streams.append(StreamSpec.parse_option(text, defaults))
     if config is not None:
         streams += read_config(config, defaults)
     return streams
-
-
-def _from_option(text: str, index: int, defaults: StreamSpec) -> StreamSpec:
-    if "=" not in text.split("://")[0]:  # a bare SPEC: name it after its position
-        text = f"cam{index}={text}"
-    return StreamSpec.parse_option(text, defaults)
 
 
 def read_config(path: Path, defaults: StreamSpec) -> list[StreamSpec]:

@@ -24,7 +24,7 @@ STREAM_COUNTERS = {  # metric name -> (StreamCounters field, help)
     "c3d_rt_stream_frames_dropped": ("frames_dropped", "Frames the source lost because reading fell behind"),
     "c3d_rt_stream_windows_dropped": ("windows_dropped", "Due windows superseded before the batcher took them"),
     "c3d_rt_stream_predictions": ("predictions", "Predictions published"),
-    "c3d_rt_stream_reconnects": ("reconnects", "Times the source failed and was reopened"),
+    "c3d_rt_stream_reconnects": ("reconnects", "Times the source could not be opened or stopped delivering"),
     "c3d_rt_stream_label_changes": ("label_changes", "Predictions whose label differs from the one before"),
 }
 

@@ -50,6 +50,7 @@ class ServeSettings:
     log_dir: Path | None = None
     webhook: str | None = None
     mjpeg_fps: float = 10.0
+    stream_defaults: StreamSpec | None = None  # stride, smooth... for streams added over HTTP
 
 
 def is_loopback(host: str) -> bool:
@@ -100,6 +101,7 @@ class Server:
         self.webhook = Webhook(settings.webhook, loop, lambda o: self.metrics.webhook.labels(o).inc(), log) \
             if settings.webhook else None
         self.stopping = asyncio.Event()
+        self.viewers = 0  # open MJPEG responses
 
     # --- start and stop -----------------------------------------------------------------------------
 
@@ -109,7 +111,9 @@ class Server:
         from .batcher import Batcher
 
         s = self.settings
-        engine = open_engine(s.model, s.engine, s.precision, s.device, log=self.log, live=True)
+        # auto ranks the engines at the batch size the server will run
+        batch = {"batch": s.max_batch} if s.engine == "auto" else {}
+        engine = open_engine(s.model, s.engine, s.precision, s.device, log=self.log, live=True, **batch)
         engine.warmup(batch=1)
         if s.max_batch > 1:
             engine.warmup(batch=s.max_batch)
@@ -126,7 +130,10 @@ class Server:
     def _pipeline_failed(self, exc: BaseException) -> None:
         self.failure = f"the engine failed: {type(exc).__name__}: {exc}"
         self.log(f"error: {self.failure}; stopping")
-        self.loop.call_soon_threadsafe(self.stopping.set)
+        try:
+            self.loop.call_soon_threadsafe(self.stopping.set)
+        except RuntimeError:  # already stopped
+            pass
 
     def shutdown(self) -> None:
         """Blocking: stop every stream and the batcher, flush logs, release the engine."""
@@ -148,16 +155,19 @@ class Server:
     def add_stream(self, spec: StreamSpec) -> Stream:
         """Start serving ``spec``; raises StreamSpecError for a taken name or a full server."""
         if self.engine is None:
-            raise StreamSpecError("the engine is still loading; try again when /readyz says ready")
+            raise StreamSpecError("the engine is still loading; try again when /readyz says ready", 503)
         with self._streams_lock:
             if spec.name in self.streams:
                 raise StreamSpecError(f"a stream named {spec.name!r} already exists; DELETE it first or pick "
-                                      "another name")
+                                      "another name", 409)
             if len(self.streams) >= self.settings.max_streams:
                 raise StreamSpecError(f"the server already serves {len(self.streams)} streams (--max-streams "
-                                      f"{self.settings.max_streams})")
-            stream = Stream(spec, self.engine.info.preprocessing, self.engine.labels, on_due=self.batcher.notify,
-                            on_prediction=self._on_prediction, log_dir=self.settings.log_dir, log=self.log)
+                                      f"{self.settings.max_streams}); remove one first", 429)
+            try:
+                stream = Stream(spec, self.engine.info.preprocessing, self.engine.labels, on_due=self.batcher.notify,
+                                on_prediction=self._on_prediction, log_dir=self.settings.log_dir, log=self.log)
+            except C3DError as exc:  # its log cannot be opened
+                raise StreamSpecError(f"stream {spec.name!r}: {exc}", 500) from None
             self.streams[spec.name] = stream
         stream.start()
         return stream
@@ -178,9 +188,12 @@ class Server:
                  "prob": round(prediction.score, 5),
                  "topk": [{"label": lb, "prob": round(p, 5)} for lb, p in prediction.topk],
                  "latency_ms": prediction.latency_ms}
-        self.hub.publish_threadsafe(event)
-        if changed and self.webhook is not None:
-            self.webhook.post_threadsafe({**event, "event": "label_change"})
+        try:
+            self.hub.publish_threadsafe(event)
+            if changed and self.webhook is not None:
+                self.webhook.post_threadsafe({**event, "event": "label_change"})
+        except RuntimeError:  # the event loop has closed: the server is stopping
+            pass
 
     def readiness(self) -> tuple[bool, str]:
         if self.failure:
@@ -202,6 +215,11 @@ async def serve_async(settings: ServeSettings, log: Callable[[str], None] = prin
 
     loop = asyncio.get_running_loop()
     server = Server(settings, loop, log)
+    for sig in (signal.SIGINT, signal.SIGTERM):  # before binding: a signal from now on stops cleanly
+        try:
+            loop.add_signal_handler(sig, server.stopping.set)
+        except (NotImplementedError, RuntimeError):  # not the main thread (tests) or not a Unix loop
+            pass
     runner = web.AppRunner(build_app(server), access_log=None, shutdown_timeout=1.0)
     await runner.setup()
     site = web.TCPSite(runner, settings.host, settings.port)
@@ -216,18 +234,13 @@ async def serve_async(settings: ServeSettings, log: Callable[[str], None] = prin
     log(f"listening on {url} (dashboard; API under /api, metrics at /metrics)")
     if on_listening is not None:
         on_listening(url)
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        try:
-            loop.add_signal_handler(sig, server.stopping.set)
-        except (NotImplementedError, RuntimeError):  # not the main thread (tests) or not a Unix loop
-            pass
     status = 0
     try:
-        await loop.run_in_executor(None, server.load_engine)
-        for spec in settings.streams:
-            server.add_stream(spec)
-        log(f"serving {len(settings.streams)} stream(s); Ctrl-C stops")
-        await server.stopping.wait()
+        if await _load_unless_stopped(server, loop):
+            for spec in settings.streams:
+                server.add_stream(spec)
+            log(f"serving {len(settings.streams)} stream(s); Ctrl-C stops")
+            await server.stopping.wait()
         status = 1 if server.failure else 0
     finally:
         server.hub.close()
@@ -237,6 +250,19 @@ async def serve_async(settings: ServeSettings, log: Callable[[str], None] = prin
         await runner.cleanup()
         log("stopped")
     return status
+
+
+async def _load_unless_stopped(server: Server, loop: asyncio.AbstractEventLoop) -> bool:
+    """Load the engine in a thread; False when a signal came first (the loading thread is left to finish)."""
+    loading = loop.run_in_executor(None, server.load_engine)
+    stopped = asyncio.ensure_future(server.stopping.wait())
+    done, _ = await asyncio.wait({loading, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    if loading in done:
+        stopped.cancel()
+        loading.result()  # raises what loading raised
+        return True
+    loading.add_done_callback(lambda f: f.exception())  # retrieved: no "never retrieved" warning
+    return False
 
 
 def run_server(settings: ServeSettings, log: Callable[[str], None] = print) -> int:

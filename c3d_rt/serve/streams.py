@@ -13,10 +13,11 @@ from __future__ import annotations
 import re
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 
@@ -31,11 +32,28 @@ from ..runtime.stats import LatencyHistogram
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 NETWORK_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https")
 BACKOFF_S = (0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0)  # between attempts to reopen a failed source; the last repeats
+HEALTHY_FRAMES = 30  # a connection that delivered this many frames resets the back-off
+MAX_REMOTE_SYNTHETIC_FPS = 60.0  # a request may not ask the server to render faster than this
 STATES = ("starting", "running", "reconnecting", "ended", "stopped")
 
 
 class StreamSpecError(C3DError):
-    """A stream definition that cannot be served (bad name, field or source)."""
+    """A stream that cannot be served; ``status`` is the HTTP status a request gets for it."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def redact(source: str) -> str:
+    """A source as shown to users and logs: a URL without its password (rtsp://user:***@host/...)."""
+    if "://" not in source:
+        return source
+    parts = urlsplit(source)
+    if parts.password is None:
+        return source
+    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 @dataclass(frozen=True)
@@ -99,7 +117,13 @@ def check_name(name: str) -> None:
 def check_remote_source(source: str, media_root: Path | None) -> str:
     """A source that a request may open: a camera index, ``synthetic``, a network URL, or a file under
     ``media_root``. Returns the source to open (a file as its resolved path); raises PermissionError."""
-    if source.isdigit() or re.fullmatch(r"synthetic(@[0-9.]+)?", source):
+    if source.isdigit():
+        return source
+    if re.fullmatch(r"synthetic(@[0-9.]+)?", source):
+        fps = float(source.partition("@")[2] or 30)
+        if fps > MAX_REMOTE_SYNTHETIC_FPS:
+            raise PermissionError(f"synthetic@{fps:g}: over HTTP the synthetic camera runs at most "
+                                  f"{MAX_REMOTE_SYNTHETIC_FPS:g} fps")
         return source
     if "://" in source:
         scheme = urlsplit(source).scheme.lower()
@@ -131,20 +155,19 @@ class StreamCounters:
 
 @dataclass
 class FrameClock:
-    """Capture frame rate over the last few seconds (a stream may run for days)."""
+    """Capture frame rate over the last 64 frames (a stream may run for days)."""
 
-    times: list[float] = field(default_factory=list)
+    times: deque = field(default_factory=lambda: deque(maxlen=64))
 
     def tick(self, t: float) -> None:
         self.times.append(t)
-        if len(self.times) > 64:
-            del self.times[:32]
 
     @property
     def fps(self) -> float:
-        if len(self.times) < 2 or time.perf_counter() - self.times[-1] > 2.0:
+        times = list(self.times)  # the capture thread appends meanwhile
+        if len(times) < 2 or time.perf_counter() - times[-1] > 2.0 or times[-1] <= times[0]:
             return 0.0
-        return (len(self.times) - 1) / (self.times[-1] - self.times[0])
+        return (len(times) - 1) / (times[-1] - times[0])
 
 
 class Stream:
@@ -158,13 +181,15 @@ class Stream:
         self.latency = {stage: LatencyHistogram() for stage in STAGES}
         self.counters = StreamCounters()
         self.clock = FrameClock()
-        self.state, self.error, self.description = "starting", "", spec.source
+        self.state, self.error, self.description = "starting", "", redact(spec.source)
         self.latest: Prediction | None = None
         self.latest_frame: tuple[int, np.ndarray] | None = None  # (frame number, BGR image): what the video shows
         self.ring = self._new_ring(live=True)
         self.stop_event = threading.Event()
-        self.prediction_log = PredictionLog(log_dir / f"{spec.name}.jsonl") if log_dir else None
-        self._lock = threading.Lock()  # publish (batcher) against close (server)
+        self.prediction_log = PredictionLog(log_dir / f"{spec.name}.jsonl", append=True) if log_dir else None
+        self._lock = threading.Lock()  # publish (batcher) against close (server); ring swaps against totals()
+        self._jpeg: tuple[int, int, bytes] | None = None  # (frame number, predictions, JPEG): shared by viewers
+        self._sink_error_logged = False
         self._frame_offset = 0  # frame numbers continue across reconnects
         self.wall_offset = time.time() - time.perf_counter()
         self.thread = threading.Thread(target=self._capture_loop, name=f"c3d-rt-capture-{spec.name}", daemon=True)
@@ -188,8 +213,7 @@ class Stream:
             if source is None:
                 failures += 1
                 continue
-            failures = 0
-            ended_cleanly = self._read_all(source)
+            ended_cleanly, frames = self._read_all(source)
             if self.stop_event.is_set():
                 break
             if ended_cleanly:
@@ -197,10 +221,10 @@ class Stream:
                 self.error = source.end_reason or "end of file"
                 self.log(f"stream {self.name}: {self.error}")
                 break
+            failures = 0 if frames >= HEALTHY_FRAMES else failures + 1  # a flapping source backs off too
             self._set_reconnecting(source.end_reason or "the source stopped delivering frames", failures)
-            failures += 1
-            self.stop_event.wait(BACKOFF_S[0])
-        if self.state not in ("ended",):
+            self.stop_event.wait(BACKOFF_S[min(failures, len(BACKOFF_S) - 1)])
+        if self.state != "ended":
             self.state = "stopped" if self.stop_event.is_set() else self.state
         self.ring.close()
 
@@ -208,24 +232,23 @@ class Stream:
         try:
             source = open_source(self.spec.source, realtime=self.spec.realtime, loop=self.spec.loop, reconnect=False)
         except (SourceError, OSError) as exc:
-            self._set_reconnecting(str(exc), failures)
+            self._set_reconnecting(str(exc).replace(self.spec.source, self.description).rstrip("."), failures)
             self.stop_event.wait(BACKOFF_S[min(failures, len(BACKOFF_S) - 1)])
             return None
-        self.description = source.description
+        self.description = redact(source.description)
         self.state, self.error = "running", ""
-        self._retire_ring()
-        self.ring = self._new_ring(source.live)
+        self._replace_ring(self._new_ring(source.live))
         return source
 
     def _set_reconnecting(self, why: str, failures: int) -> None:
-        if self.state != "reconnecting" or failures == 0:
+        if self.state != "reconnecting":
             self.log(f"stream {self.name}: {why}; reconnecting with back-off")
         self.state, self.error = "reconnecting", why
         self.counters.reconnects += 1
 
-    def _read_all(self, source: VideoSource) -> bool:
-        """Read until the source ends; True for a file (it ended; reopening would replay it)."""
-        dropped_before = 0
+    def _read_all(self, source: VideoSource) -> tuple[bool, int]:
+        """Read until the source ends: (whether it is a file, which ended for good; frames read)."""
+        dropped_before, frames = 0, 0
         try:
             while not self.stop_event.is_set():
                 frame = source.read()
@@ -233,6 +256,7 @@ class Stream:
                     break
                 number = self._frame_offset + frame.index
                 self.counters.frames += 1
+                frames += 1
                 self.clock.tick(frame.t_read)
                 self.latest_frame = (number, frame.image)
                 self.ring.push(frame.image, number, frame.t_read)
@@ -242,13 +266,14 @@ class Stream:
         finally:
             self._frame_offset += getattr(source, "next_index", self.counters.frames)
             source.close()
-        return bool(getattr(source, "is_file", False))
+        return bool(getattr(source, "is_file", False)), frames
 
-    def _retire_ring(self) -> None:
-        """Before a new connection: keep the old ring's counts, wake anyone waiting on it."""
-        old = self.ring
-        self.counters.windows_due += old.windows_due
-        self.counters.windows_dropped += old.windows_dropped
+    def _replace_ring(self, ring: FrameRing) -> None:
+        """A new connection gets a new ring; the old one's counts are kept and anyone waiting on it woken."""
+        with self._lock:
+            old, self.ring = self.ring, ring
+            self.counters.windows_due += old.windows_due
+            self.counters.windows_dropped += old.windows_dropped
         old.close()
 
     # --- batcher side -------------------------------------------------------------------------------
@@ -280,20 +305,29 @@ class Stream:
         self.ring.close()
 
     def close(self, timeout: float = 2.0) -> None:
-        """Stop the capture thread (waiting at most ``timeout``) and flush the log."""
+        """Flush and close the log, then stop the capture thread (waiting at most ``timeout``)."""
         self.stop()
-        self.thread.join(timeout)
-        with self._lock:
+        with self._lock:  # first: a stream added again under this name appends after the last line
             if self.prediction_log is not None:
                 self.prediction_log.close()
                 self.prediction_log = None
+        if self.thread.is_alive():
+            self.thread.join(timeout)
+
+    def sink_failed(self, exc: BaseException) -> None:
+        """The batcher could not publish this stream's prediction (its log could not be written...)."""
+        self.error = f"publishing a prediction failed: {type(exc).__name__}: {exc}"
+        if not self._sink_error_logged:
+            self._sink_error_logged = True
+            self.log(f"warning: stream {self.name}: {self.error}")
 
     def totals(self) -> StreamCounters:
         """Counters over every connection, the current one included."""
-        c = self.counters
-        return StreamCounters(c.frames, c.frames_dropped, c.windows_due + self.ring.windows_due,
-                              c.windows_dropped + self.ring.windows_dropped, c.predictions, c.reconnects,
-                              c.label_changes)
+        with self._lock:
+            c, ring = self.counters, self.ring
+            return StreamCounters(c.frames, c.frames_dropped, c.windows_due + ring.windows_due,
+                                  c.windows_dropped + ring.windows_dropped, c.predictions, c.reconnects,
+                                  c.label_changes)
 
     def snapshot(self) -> dict:
         """What ``GET /api/streams`` says about this stream."""
@@ -303,7 +337,7 @@ class Stream:
             "frame": p.frame_index, "label": p.label, "prob": round(p.score, 4),
             "topk": [{"label": lb, "prob": round(pr, 4)} for lb, pr in p.topk],
             "latency_ms": p.latency_ms, "age_s": round(time.time() - p.timestamp, 3)}
-        return {"name": self.name, "source": self.spec.source, "description": self.description, "state": self.state,
+        return {"name": self.name, "source": redact(self.spec.source), "description": self.description, "state": self.state,
                 "error": self.error or None, "fps": round(self.clock.fps, 2), "stride": self.spec.stride,
                 "frames": totals.frames, "frames_dropped": totals.frames_dropped, "windows_due": totals.windows_due,
                 "windows_dropped": totals.windows_dropped, "predictions": totals.predictions,
@@ -318,6 +352,13 @@ class Stream:
         if latest is None:
             return None
         number, image = latest
+        cached = self._jpeg
+        if cached is not None and cached[:2] == (number, self.counters.predictions):
+            return number, cached[2]  # every viewer of this frame gets one encoding
+        predictions = self.counters.predictions
         status = f"{self.name}: {self.state}  {self.clock.fps:.1f} fps"
         ok, data = cv2.imencode(".jpg", annotate(image, self.latest, status), [cv2.IMWRITE_JPEG_QUALITY, quality])
-        return (number, data.tobytes()) if ok else None
+        if not ok:
+            return None
+        self._jpeg = (number, predictions, data.tobytes())
+        return number, self._jpeg[2]
