@@ -316,11 +316,10 @@ def export(
     validate.output_file(json_out, "--json", validate.JSON_SUFFIXES, "report.json")
     if calib is not None:
         validate.input_dir(calib, "--calib", "a data folder with one sub-folder of videos per class")
-    from .export import check_repository, default_formats, export_checkpoint, format_report_table, parse_formats
+    from .export import default_formats, export_checkpoint, format_report_table, parse_formats
     from .triton_repo import TritonOptions
 
     chosen = parse_formats(formats) if formats else default_formats()
-    check_repository(out, chosen, force)
     started = time.time()
     try:
         report = export_checkpoint(ckpt, out, formats=chosen, opset=opset, calib=calib, labels_file=labels,

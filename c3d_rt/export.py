@@ -551,15 +551,14 @@ def _remove_other_models(out_dir: Path, sha256: str, formats: list[str], log: Ca
         path = out_dir / spec.file
         if name in formats or not path.is_file():
             continue
-        if name == "triton":  # a model repository is replaced only with --force (a server may be serving it)
-            log(f"note: {path.parent.parent} holds a Triton model; left as it is (--formats triton --force "
-                "replaces it)")
-            continue
         try:
             other = read_artifact_info(path).source_sha256 != sha256
         except C3DError:  # unreadable: the folder's report says whose it was
             other = folder_source not in (None, sha256)
-        if other:
+        if other and name == "triton":  # a model repository is replaced only with --force (a server may serve it)
+            log(f"note: {path.parent.parent} holds a Triton model of another checkpoint; left as it is "
+                "(`--formats triton --force` replaces it)")
+        elif other:
             stale += [part for part in artifact_files(path) if part.is_file()]
     for part in stale:
         part.unlink()
