@@ -374,7 +374,8 @@ def resolve(model: Path, engine: str, precision: str = "auto", device: str = "au
 
 def _what_is_here(model: Path, checkpoint: Path | None) -> str:
     try:
-        usable = [p.key for p in plans(model, checkpoint=checkpoint) if not availability(p)]
+        usable = [p.key for p in plans(model, checkpoint=checkpoint)
+                  if not availability(p) and not ENGINES[p.engine].remote]  # a server runs only when named
     except C3DError:
         usable = []
     if not usable:
