@@ -453,6 +453,7 @@ def serve(
     log_dir: Optional[Path] = typer.Option(None, file_okay=False, help="One JSON-lines log per stream here."),
     webhook: Optional[str] = typer.Option(None, help="POST each label change here (JSON)."),
     mjpeg_fps: float = typer.Option(10.0, min=0.5, max=60.0, help="Frame rate of the annotated videos."),
+    triton_url: Optional[str] = typer.Option(None, envvar="C3D_RT_TRITON_URL", help=TRITON_URL_HELP),
 ) -> None:
     """Serve many streams through one batched engine, with a live dashboard, an HTTP API and Prometheus metrics."""
     _model_folder(model)
@@ -467,7 +468,8 @@ def serve(
     settings = ServeSettings(model=model, streams=streams, engine=engine.value, precision=precision.value,
                              device=device.value, host=host, port=port, token=token or None, max_batch=max_batch,
                              max_wait_ms=max_wait_ms, max_streams=max_streams, media_root=media_root,
-                             log_dir=log_dir, webhook=webhook, mjpeg_fps=mjpeg_fps, stream_defaults=defaults)
+                             log_dir=log_dir, webhook=webhook, mjpeg_fps=mjpeg_fps, stream_defaults=defaults,
+                             triton_url=triton_url or "")
     status = run_server(settings, log=lambda m: typer.echo(m, err=True))
     # Everything is stopped and flushed; tearing down the runtimes' native state at interpreter exit can
     # take seconds more on a loaded machine, and a service manager's SIGTERM deadline must hold.
