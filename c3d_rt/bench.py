@@ -70,7 +70,8 @@ class Row:
 
 @dataclass
 class BenchSettings:
-    engines: tuple[str, ...] = tuple(ENGINES)
+    engines: tuple[str, ...] = tuple(n for n, e in ENGINES.items() if not e.remote)
+    triton_url: str = ""  # the server of the triton rows
     precisions: tuple[str, ...] = PRECISIONS
     devices: tuple[str, ...] = DEVICES
     batches: tuple[int, ...] = (1, 8)
@@ -154,6 +155,15 @@ def options_for(plan: Plan, batch: int, threads: int | None) -> dict:
     return options
 
 
+def _load(plan: Plan, options: dict) -> Engine:
+    """Load one row's engine; a server's engine is a row of the device its instances run on."""
+    engine = load_plan(plan, **options)
+    if engine.device != plan.device:
+        engine.close()
+        raise EngineUnavailable(f"the server runs the model on {engine.device}, not {plan.device}")
+    return engine
+
+
 def measure(engine_for: Callable[[int], Engine], rows: list[Row], clips: np.ndarray, reference: np.ndarray,
             s: BenchSettings) -> list[Row]:
     """Load (through ``engine_for(batch)``), check the agreement of every engine loaded, and time every batch
@@ -208,10 +218,11 @@ def bench_plan(plan: Plan, clips: np.ndarray, reference: np.ndarray, s: BenchSet
     cache: dict[str, Engine] = {}
 
     def engine_for(batch: int) -> Engine:
-        options = {**options_for(plan, batch, s.threads), **({variant: True} if variant else {})}
+        options = {**options_for(plan, batch, s.threads), **({variant: True} if variant else {}),
+                   **({"url": s.triton_url} if ENGINES[plan.engine].remote else {})}
         key = json.dumps(options, sort_keys=True)
         if key not in cache:
-            cache[key] = load_plan(plan, **options)
+            cache[key] = _load(plan, options)
         return cache[key]
 
     return measure(engine_for, rows, clips, reference, s)
@@ -371,7 +382,9 @@ def run_e2e(model_dir: Path, s: BenchSettings, log: Callable[[str], None]) -> di
 
     frames = max(32, int(s.e2e_seconds * s.e2e_fps))
     summary = run_live(model_dir, f"synthetic@{s.e2e_fps:g}", RunSettings(show=False, max_frames=frames),
-                       engine=s.e2e_engine, precision=s.e2e_precision, log=lambda _m: None)
+                       engine=s.e2e_engine, precision=s.e2e_precision, log=lambda _m: None,
+                       engine_options={"url": s.triton_url} if s.e2e_engine in ENGINES and
+                       ENGINES[s.e2e_engine].remote else None)
     g2l, infer, over = (summary.latency_ms[k] for k in ("glass_to_label", "inference", "overhead"))
     result = {"engine": summary.engine, "fps": s.e2e_fps, "frames": summary.frames_read,
               "frames_dropped": summary.frames_dropped, "predictions": summary.predictions,

@@ -127,6 +127,21 @@ class TrainPrecision(str, Enum):
     fp16 = "fp16"
 
 
+class TritonKind(str, Enum):
+    cpu = "cpu"
+    gpu = "gpu"
+    tensorrt = "tensorrt"
+
+
+TRITON_URL_HELP = ("With --engine triton: the server, http://HOST:8000 or grpc://HOST:8001 (also from "
+                   "C3D_RT_TRITON_URL).")
+
+
+def _triton_options(engine: str, url: Optional[str]) -> dict:
+    """The triton engine's options (other engines ignore a URL: it may come from C3D_RT_TRITON_URL)."""
+    return {"url": url} if engine == "triton" else {}
+
+
 class Recipe(str, Enum):
     auto = "auto"
     finetune = "finetune"
@@ -331,20 +346,27 @@ def export(
                                                     "(default: the checkpoint's own split)."),
     labels: Optional[Path] = typer.Option(None, exists=True, dir_okay=False, help="Class names, one per line."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also copy the report here."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing Triton model folder (OUT/triton/c3d)."),
+    triton_kind: TritonKind = typer.Option(TritonKind.cpu, help="With --formats triton: where the server runs it "
+                                                                "(KIND_CPU, KIND_GPU, KIND_GPU with TensorRT)."),
+    triton_max_batch: int = typer.Option(8, min=1, max=4096, help="With --formats triton: max_batch_size (the "
+                                                                  "dynamic batcher's largest batch)."),
 ) -> None:
-    """Write TorchScript, ONNX (fp32, fp16, int8), OpenVINO IR (fp32, NNCF int8) and .pt2 (torch.export,
-    AOTInductor), each proven equivalent."""
+    """Write TorchScript, ONNX (fp32, fp16, int8), OpenVINO IR (fp32, NNCF int8), .pt2 (torch.export, AOTInductor)
+    and a Triton model repository, each proven equivalent."""
     _needs_torch("export")
     validate.output_dir(out, "--out")
     validate.output_file(json_out, "--json", validate.JSON_SUFFIXES, "report.json")
     if calib is not None:
         validate.input_dir(calib, "--calib", "a data folder with one sub-folder of videos per class")
     from .export import default_formats, export_checkpoint, format_report_table, parse_formats
+    from .triton_repo import TritonOptions
 
     chosen = parse_formats(formats) if formats else default_formats()
     started = time.time()
     try:
         report = export_checkpoint(ckpt, out, formats=chosen, opset=opset, calib=calib, labels_file=labels,
+                                   force=force, triton=TritonOptions(triton_kind.value, triton_max_batch),
                                    log=lambda m: typer.echo(m, err=True))
     except KeyboardInterrupt:
         _interrupted_export(ckpt, out, chosen, started)
@@ -428,6 +450,7 @@ def webcam(
     realtime: bool = typer.Option(False, "--realtime", help="Pace a file at its frame rate, like a camera."),
     loop: bool = typer.Option(False, "--loop", help="Start a file again at its end."),
     summary_json: Optional[Path] = typer.Option(None, "--summary-json", help="Write the latency summary here."),
+    triton_url: Optional[str] = typer.Option(None, envvar="C3D_RT_TRITON_URL", help=TRITON_URL_HELP),
 ) -> None:
     """Recognise actions live from a camera, file or stream, with glass-to-label latency figures."""
     _model_folder(model)
@@ -439,7 +462,8 @@ def webcam(
     settings = RunSettings(stride=stride, smooth=smooth, threshold=threshold, topk=topk, max_frames=max_frames,
                            show=show, output=output, log_path=log)
     summary = run_live(model, source, settings, engine=engine.value, precision=precision.value, device=device.value,
-                       realtime=realtime, loop=loop, log=lambda m: typer.echo(m, err=True))
+                       realtime=realtime, loop=loop, log=lambda m: typer.echo(m, err=True),
+                       engine_options=_triton_options(engine.value, triton_url))
     typer.echo(summary.format())
     if summary_json:
         _write_json(summary_json, summary.to_dict())
@@ -475,6 +499,7 @@ def serve(
     log_dir: Optional[Path] = typer.Option(None, file_okay=False, help="One JSON-lines log per stream here."),
     webhook: Optional[str] = typer.Option(None, help="POST each label change here (JSON)."),
     mjpeg_fps: float = typer.Option(10.0, min=0.5, max=60.0, help="Frame rate of the annotated videos."),
+    triton_url: Optional[str] = typer.Option(None, envvar="C3D_RT_TRITON_URL", help=TRITON_URL_HELP),
 ) -> None:
     """Serve many streams through one batched engine, with a live dashboard, an HTTP API and Prometheus metrics."""
     _model_folder(model)
@@ -489,7 +514,8 @@ def serve(
     settings = ServeSettings(model=model, streams=streams, engine=engine.value, precision=precision.value,
                              device=device.value, host=host, port=port, token=token or None, max_batch=max_batch,
                              max_wait_ms=max_wait_ms, max_streams=max_streams, media_root=media_root,
-                             log_dir=log_dir, webhook=webhook, mjpeg_fps=mjpeg_fps, stream_defaults=defaults)
+                             log_dir=log_dir, webhook=webhook, mjpeg_fps=mjpeg_fps, stream_defaults=defaults,
+                             triton_url=triton_url or "")
     status = run_server(settings, log=lambda m: typer.echo(m, err=True))
     # Everything is stopped and flushed; tearing down the runtimes' native state at interpreter exit can
     # take seconds more on a loaded machine, and a service manager's SIGTERM deadline must hold.
@@ -501,7 +527,8 @@ def serve(
 @app.command()
 def bench(
     model: Path = typer.Option(Path("export"), "--model", "-m", help="The folder `c3d-rt export` wrote."),
-    engines: str = typer.Option(",".join(ENGINES), help="Comma-separated engines."),
+    engines: Optional[str] = typer.Option(None, help="Comma-separated engines (default: every local one, and "
+                                                      "triton with --triton-url)."),
     precision: str = typer.Option(",".join(PRECISIONS), help="Comma-separated precisions."),
     devices: str = typer.Option(",".join(DEVICES), help="Comma-separated devices (rows on a missing one say so)."),
     torch_variants: str = typer.Option("", help="Also time eager torch with these options, as rows of their own: "
@@ -520,6 +547,8 @@ def bench(
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the rows and the machine as JSON."),
     markdown: Optional[Path] = typer.Option(None, help="Write a Markdown report."),
     plot: Optional[Path] = typer.Option(None, help="Write a PNG of latency against batch size."),
+    triton_url: Optional[str] = typer.Option(None, envvar="C3D_RT_TRITON_URL", help="The Triton server of the "
+                                             "triton rows: http://HOST:8000 or grpc://HOST:8001."),
 ) -> None:
     """Compare engines and precisions: latency percentiles, throughput, memory and agreement with eager fp32."""
     _model_folder(model)
@@ -528,7 +557,8 @@ def bench(
     validate.output_file(plot, "--plot", validate.IMAGE_SUFFIXES, "bench.png")
     from .bench import BenchSettings, format_table, parse_batches, parse_names, run_bench, save_outputs
 
-    settings = BenchSettings(engines=parse_names(engines, tuple(ENGINES), "engine"),
+    engines = engines or ",".join(n for n, e in ENGINES.items() if not e.remote or triton_url)
+    settings = BenchSettings(engines=parse_names(engines, tuple(ENGINES), "engine"), triton_url=triton_url or "",
                              precisions=parse_names(precision, PRECISIONS, "precision"),
                              devices=parse_names(devices, DEVICES, "device"), batches=parse_batches(batch),
                              threads=threads, warmup=warmup, iters=iters, clips=clips, e2e=e2e,

@@ -23,7 +23,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from . import __version__
+from . import __version__, triton_repo
 from .artifacts import INPUT_NAME, OUTPUT_NAME, TS_EXTRA_FILE, ArtifactInfo, read_artifact_info
 from .checkpoint import Checkpoint, load_checkpoint
 from .config import Preprocessing
@@ -61,7 +61,18 @@ def parse_formats(text: str) -> list[str]:
         if FORMATS[name].kind == "openvino" and not _openvino_ready(name):
             raise ExportError(f"format {name} needs OpenVINO{' and NNCF' if name.endswith('int8') else ''}: "
                               "pip install 'c3d-rt[openvino]'")
+        if name == "triton" and not library_installed("tritonclient"):
+            raise ExportError(f"format triton checks its config.pbtxt with Triton's own schema, which comes with "
+                              f"tritonclient: {triton_repo.INSTALL}")
     return names
+
+
+def check_repository(out_dir: Path, formats: list[str], force: bool) -> None:
+    """An existing Triton model folder is replaced only with ``force`` (a server may be serving it)."""
+    folder = out_dir / triton_repo.REPOSITORY / triton_repo.MODEL_NAME
+    if "triton" in formats and folder.exists() and not force:
+        raise ExportError(f"{folder}: a Triton model folder is already there (a server may be serving it). Pass "
+                          "--force to replace it, or --out another folder.")
 
 
 def default_formats() -> list[str]:
@@ -373,11 +384,16 @@ def build_check_inputs(model: C3D, calib_set, held_out, n_real: int) -> CheckInp
 def export_checkpoint(ckpt_path: str | Path, out_dir: str | Path = "export", *, formats: list[str] | None = None,
                       opset: int = DEFAULT_OPSET, calib: str | Path | None = None,
                       labels_file: str | Path | None = None, calib_clips: int = 32, check_clips: int = 100,
+                      force: bool = False, triton: triton_repo.TritonOptions | None = None,
                       log: Callable[[str], None] = print) -> ExportReport:
-    """Export a checkpoint to the given formats; write only artifacts that prove equivalent."""
+    """Export a checkpoint to the given formats; write only artifacts that prove equivalent.
+
+    ``force`` lets an existing Triton model folder be replaced; ``triton`` says how its server runs it."""
     start = time.perf_counter()
     formats = formats or default_formats()
     out_dir = Path(out_dir)
+    check_repository(out_dir, formats, force)
+    (triton or triton_repo.TritonOptions()).check()
     ckpt = load_checkpoint(ckpt_path)
     labels = resolve_labels(ckpt, labels_file)
     prep = ckpt.preprocessing or Preprocessing.for_model(ckpt.model_config)
@@ -390,7 +406,7 @@ def export_checkpoint(ckpt_path: str | Path, out_dir: str | Path = "export", *, 
     log(f"checking against {len(inputs.real)} real clips ({inputs.real_source}) and random clips at batch "
         f"{', '.join(map(str, RANDOM_BATCHES))}")
     job = ExportJob(ckpt, model, labels, prep, opset, calib_set, calib_clips, reference_engine(ckpt, model), inputs,
-                    report)
+                    report, triton=triton or triton_repo.TritonOptions())
     with tempfile.TemporaryDirectory(dir=out_dir, prefix=".export-") as staging:
         job.staging = Path(staging)
         try:
@@ -435,6 +451,7 @@ class ExportJob:
     report: ExportReport
     staging: Path = Path()
     fp32_onnx: Path | None = None  # written once, the source of every other ONNX/IR format
+    triton: triton_repo.TritonOptions = field(default_factory=triton_repo.TritonOptions)
 
     def export_one(self, fmt: str, out_dir: Path) -> ArtifactResult:
         """Write one format to staging, prove it, and publish it only if it passed."""
@@ -475,7 +492,8 @@ class ExportJob:
                              self.opset if spec.kind in ("onnx", "openvino") else None)
         with quiet_third_party():
             self.fp32_onnx = _write(fmt, self.model, info, tmp, self.staging, self.fp32_onnx, self.opset,
-                                    self.calib_set, self.calib_clips, self.report, full_bias_correction)
+                                    self.calib_set, self.calib_clips, self.report, full_bias_correction,
+                                    self.triton)
 
 
 def _earlier_results(out_dir: Path, earlier: dict, formats: list[str]) -> list[ArtifactResult]:
@@ -536,7 +554,10 @@ def _remove_other_models(out_dir: Path, sha256: str, formats: list[str], log: Ca
             other = read_artifact_info(path).source_sha256 != sha256
         except C3DError:  # unreadable: the folder's report says whose it was
             other = folder_source not in (None, sha256)
-        if other:
+        if other and name == "triton":  # a model repository is replaced only with --force (a server may serve it)
+            log(f"note: {path.parent.parent} holds a Triton model of another checkpoint; left as it is "
+                "(`--formats triton --force` replaces it)")
+        elif other:
             stale += [part for part in artifact_files(path) if part.is_file()]
     for part in stale:
         part.unlink()
@@ -549,7 +570,7 @@ def _ordered(formats: list[str]) -> list[str]:
 
 
 def _write(fmt, model, info, tmp, staging, fp32_onnx, opset, calib_set, calib_clips, report,
-           full_bias_correction=False) -> Path | None:
+           full_bias_correction=False, triton=None) -> Path | None:
     """Write one format to ``tmp``; return the fp32 ONNX file that the other formats derive from."""
     torch_writers = {"torchscript": write_torchscript, "torch-export": write_torch_export, "aoti": write_aoti}
     if fmt in torch_writers:
@@ -561,6 +582,8 @@ def _write(fmt, model, info, tmp, staging, fp32_onnx, opset, calib_set, calib_cl
         write_onnx_fp32(model, base_info, fp32_onnx, opset)
     if fmt == "onnx":
         shutil.copyfile(fp32_onnx, tmp)
+    elif fmt == "triton":  # the same ONNX file, in a repository Triton serves
+        triton_repo.write_repository(fp32_onnx, info, tmp, triton or triton_repo.TritonOptions())
     elif fmt == "onnx-fp16":
         write_onnx_fp16(fp32_onnx, info, tmp)
     elif fmt == "openvino":
@@ -595,6 +618,11 @@ def calibration_clips(model: C3D, calib_set, n: int) -> np.ndarray:
 def _publish(tmp: Path, target: Path) -> None:
     """Move a proven artifact into place: staging sits inside the output folder, so each move is an atomic
     rename; the file that names the artifact (an IR's .xml) comes last, after its companions."""
+    if triton_repo.is_repository_model(target):  # a --force'd model folder is replaced whole (no stale version)
+        folder = triton_repo.model_dir(target)
+        if folder.exists():
+            os.replace(folder, tmp.parents[3] / "replaced-triton-model")  # staging is removed at the end
+        target.parent.mkdir(parents=True, exist_ok=True)
     for part, final in reversed(list(zip(artifact_files(tmp), artifact_files(target)))):
         os.replace(part, final)
 

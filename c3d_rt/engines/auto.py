@@ -23,7 +23,7 @@ import numpy as np
 from ..errors import describe
 from ..fileio import read_json, user_cache_dir, write_json_quietly
 from .base import Engine, EngineError, EngineUnavailable, time_calls
-from .registry import Plan, artifact_sha256, availability, gpu_available, load_plan, plans, resolve, unproven
+from .registry import ENGINES, Plan, artifact_sha256, availability, gpu_available, load_plan, plans, resolve, unproven
 
 CACHE_FILE = "auto.json"
 
@@ -59,6 +59,8 @@ def candidates(model: Path, devices: tuple[str, ...], checkpoint: Path | None) -
     folder = model if model.is_dir() else model.parent
     chosen, skipped = [], []
     for plan in plans(model, checkpoint=checkpoint, devices=devices):
+        if ENGINES[plan.engine].remote:  # a server is used only when named (--engine triton --triton-url)
+            continue
         why = availability(plan) or unproven(plan, folder)
         if why:
             skipped.append(Trial(plan.key, plan.path.name, status="skipped", reason=why))
@@ -202,7 +204,7 @@ def open_engine(model: str | Path, engine: str = "auto", precision: str = "auto"
     choice (whose timing table is printed)."""
     if engine != "auto":
         plan = resolve(Path(model), engine, precision, device, checkpoint=Path(checkpoint) if checkpoint else None)
-        why = unproven(plan, plan.path.parent if plan.fmt != "checkpoint" else Path(model))
+        why = unproven(plan, Path(model) if Path(model).is_dir() else plan.path.parent)
         if why:
             log(f"note: {plan.key} on {plan.path.name} is {why}")
         return load_plan(plan, **options)

@@ -33,6 +33,7 @@ class Format:
     file: str  # file name inside an export folder
     precision: str  # what the stored model computes in
     kind: str  # the reader: torchscript, onnx, openvino, torch-export, aoti
+    # ("triton": a model repository around the proven ONNX file, triton/c3d/1/model.onnx; see c3d_rt.triton_repo)
 
 
 FORMATS: dict[str, Format] = {f.name: f for f in (
@@ -44,6 +45,7 @@ FORMATS: dict[str, Format] = {f.name: f for f in (
     Format("openvino-int8", "c3d.int8.openvino.xml", "int8", "openvino"),
     Format("torch-export", "c3d.pt2", "fp32", "torch-export"),  # torch.export's ExportedProgram
     Format("aoti", "c3d.aoti.pt2", "fp32", "aoti"),  # AOTInductor: compiled C++ kernels for this CPU
+    Format("triton", "triton/c3d/1/model.onnx", "fp32", "onnx"),  # only when asked for (--formats triton)
 )}
 # The openvino ones need the extra; aoti compiles C++ for minutes on a full-size model: asked by name only.
 DEFAULT_EXPORT_FORMATS = ("torchscript", "onnx", "onnx-fp16", "onnx-int8", "torch-export")
@@ -59,6 +61,7 @@ class EngineSpec:
     devices: tuple[str, ...]
     formats: dict[str, tuple[str, ...]]  # precision -> formats it runs at that precision, preferred first
     summary: str
+    remote: bool = False  # runs on a server (--triton-url): never chosen by auto; the plan's file is the reference
 
 
 ENGINES: dict[str, EngineSpec] = {e.name: e for e in (
@@ -72,7 +75,7 @@ ENGINES: dict[str, EngineSpec] = {e.name: e for e in (
     EngineSpec("aoti", "torch_engines:load_aoti", "torch", TORCH_INSTALL, ("cpu",),
                {"fp32": ("aoti",)}, "AOTInductor package (.pt2): C++ kernels compiled for the CPU at export"),
     EngineSpec("ort", "ort:load_ort", "onnxruntime", "pip install onnxruntime-gpu", ("cpu", "cuda"),
-               {"fp32": ("onnx",), "fp16": ("onnx-fp16",), "int8": ("onnx-int8",)},
+               {"fp32": ("onnx", "triton"), "fp16": ("onnx-fp16",), "int8": ("onnx-int8",)},
                "ONNX Runtime; on CUDA with I/O binding and CUDA graphs"),
     # No int8 row: TensorRT takes only symmetric int8 Q/DQ; c3d.int8.onnx has asymmetric uint8 activations.
     EngineSpec("tensorrt", "ort:load_tensorrt", "onnxruntime", "pip install onnxruntime-gpu, and TensorRT", ("cuda",),
@@ -81,6 +84,10 @@ ENGINES: dict[str, EngineSpec] = {e.name: e for e in (
     EngineSpec("openvino", "openvino_engine:load_openvino", "openvino", "pip install 'c3d-rt[openvino]'", ("cpu",),
                {"fp32": ("openvino", "onnx"), "bf16": ("openvino", "onnx"), "int8": ("openvino-int8", "onnx-int8")},
                "OpenVINO CPU (bf16 where the CPU has it; int8 from NNCF)"),
+    # The device is where the server runs the model (its instance group), not this machine's.
+    EngineSpec("triton", "triton_engine:load_triton", "tritonclient", "pip install 'c3d-rt[triton]'", ("cpu", "cuda"),
+               {"fp32": ("onnx", "triton")}, "a Triton Inference Server (--triton-url http:// or grpc://), "
+               "checked against the local ONNX model at start", remote=True),
 )}
 
 
@@ -127,7 +134,7 @@ def gpu_available() -> bool:
 def device_unavailable(plan: "Plan") -> str:
     """Why this engine cannot use this device here (empty if it can). Asked per engine: a CPU build of
     torch beside onnxruntime-gpu still lets ONNX Runtime use the GPU."""
-    if plan.device != "cuda":
+    if plan.device != "cuda" or ENGINES[plan.engine].remote:  # a server's GPU is the server's to check
         return ""
     if not cuda_driver_present():
         return "no usable NVIDIA GPU here (no NVIDIA driver: libcuda.so.1 not found)"
@@ -161,6 +168,8 @@ def resolve_device(device: str, engine: str | None = None) -> str:
         raise EngineError(f"unknown device {device!r}; choose auto, cpu or cuda")
     if device != "auto":
         return device
+    if engine is not None and ENGINES[engine].remote:
+        return "cpu"  # the server decides: a remote engine reports the device of the server's instances
     if engine is None:
         return "cuda" if gpu_available() else "cpu"
     spec = ENGINES[engine]
@@ -201,9 +210,13 @@ def read_info(path: Path) -> ArtifactInfo:
 
 
 def artifact_files(path: Path) -> list[Path]:
-    """The files that make up one artifact: an OpenVINO IR is an .xml and its .bin."""
+    """The files that make up one artifact: an OpenVINO IR is an .xml and its .bin; a Triton repository's
+    model.onnx comes with its config.pbtxt and labels.txt."""
+    from .. import triton_repo
     from ..openvino_ir import companion_files  # torch- and openvino-free at import
 
+    if triton_repo.is_repository_model(path):
+        return triton_repo.companion_files(path)
     return companion_files(path) if path.suffix == ".xml" else [path]
 
 
@@ -383,7 +396,8 @@ def resolve(model: Path, engine: str, precision: str = "auto", device: str = "au
 
 def _what_is_here(model: Path, checkpoint: Path | None) -> str:
     try:
-        usable = [p.key for p in plans(model, checkpoint=checkpoint) if not availability(p)]
+        usable = [p.key for p in plans(model, checkpoint=checkpoint)
+                  if not availability(p) and not ENGINES[p.engine].remote]  # a server runs only when named
     except C3DError:
         usable = []
     if not usable:

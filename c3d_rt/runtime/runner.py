@@ -329,7 +329,8 @@ class LiveRecognizer:
 
 def run_live(model_path: str | Path, source_spec: str, settings: RunSettings = RunSettings(), *,
              engine: str = "auto", precision: str = "auto", device: str = "auto", realtime: bool = False,
-             loop: bool = False, log: Callable[[str], None] = print) -> RunSummary:
+             loop: bool = False, log: Callable[[str], None] = print,
+             engine_options: dict | None = None) -> RunSummary:
     """Open the engine and the source, run until the end, and return the summary (what ``c3d-rt webcam`` does).
 
     The engine is loaded (and, for ``auto``, chosen) and warmed up before the source opens, so a model
@@ -338,7 +339,7 @@ def run_live(model_path: str | Path, source_spec: str, settings: RunSettings = R
     from ..engines import open_engine
     from .sources import open_source
 
-    model = open_engine(model_path, engine, precision, device, log=log, live=True)
+    model = open_engine(model_path, engine, precision, device, log=log, live=True, **(engine_options or {}))
     try:
         model.warmup()
         log(f"model: {model.describe()}")

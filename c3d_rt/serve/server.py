@@ -51,6 +51,7 @@ class ServeSettings:
     webhook: str | None = None
     mjpeg_fps: float = 10.0
     stream_defaults: StreamSpec | None = None  # stride, smooth... for streams added over HTTP
+    triton_url: str = ""  # the server of --engine triton
 
 
 def is_loopback(host: str) -> bool:
@@ -113,6 +114,8 @@ class Server:
         s = self.settings
         # auto ranks the engines at the batch size the server will run
         batch = {"batch": s.max_batch} if s.engine == "auto" else {}
+        if s.engine == "triton":
+            batch = {"url": s.triton_url}
         engine = open_engine(s.model, s.engine, s.precision, s.device, log=self.log, live=True, **batch)
         engine.warmup(batch=1)
         if s.max_batch > 1:
