@@ -18,7 +18,8 @@ RUNTIME_MODULES = ("c3d_rt", "c3d_rt.runtime", "c3d_rt.runtime.sources", "c3d_rt
                    "c3d_rt.engines.registry", "c3d_rt.engines.ort", "c3d_rt.engines.openvino_engine",
                    "c3d_rt.engines.auto", "c3d_rt.engines.equivalence", "c3d_rt.bench", "c3d_rt.cli",
                    "c3d_rt.data", "c3d_rt.artifacts", "c3d_rt.console", "c3d_rt.serve", "c3d_rt.serve.app",
-                   "c3d_rt.serve.server", "c3d_rt.serve.streams", "c3d_rt.serve.batcher")
+                   "c3d_rt.serve.server", "c3d_rt.serve.streams", "c3d_rt.serve.batcher",
+                   "c3d_rt.engines.triton_engine")
 
 
 @pytest.fixture
