@@ -1,13 +1,15 @@
 """Self-describing artifacts: the metadata written into every exported model, and read back.
 
 ONNX files carry it in ``metadata_props`` (one key per field, JSON values);
-TorchScript files carry the same dict as the extra file ``c3d_rt.json``.
+TorchScript files and ``.pt2`` archives (torch.export, AOTInductor) carry the same dict as the
+extra file ``c3d_rt.json``. Both are zip archives, so their metadata is read without torch.
 The runtime and the benchmark read these instead of re-declaring constants.
 """
 
 from __future__ import annotations
 
 import json
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +38,7 @@ class ArtifactInfo:
     exporter_version: str
     source_sha256: str
     source_path: str
+    runtime_version: str = ""  # the torch that wrote a .ts or .pt2 (they load only on a compatible one)
 
     def to_metadata(self) -> dict[str, str]:
         prep = self.preprocessing
@@ -57,6 +60,7 @@ class ArtifactInfo:
             "exporter_version": self.exporter_version,
             "source_sha256": self.source_sha256,
             "source_path": self.source_path,
+            "runtime_version": self.runtime_version,
             "model_config": self.model_config.to_dict(),
             "preprocessing": prep.to_dict(),
         }
@@ -83,6 +87,7 @@ class ArtifactInfo:
             exporter_version=values["exporter_version"],
             source_sha256=values["source_sha256"],
             source_path=values.get("source_path", ""),
+            runtime_version=values.get("runtime_version", ""),
         )
 
 
@@ -120,12 +125,63 @@ def load_torchscript(path: str | Path, device: str = "cpu"):
     return module, ArtifactInfo.from_metadata(json.loads(extra[TS_EXTRA_FILE]), str(path))
 
 
-def read_torchscript_info(path: str | Path) -> ArtifactInfo:
-    return load_torchscript(path)[1]
+def load_pt2(path: str | Path, kind: str):
+    """(runnable, metadata) of a ``.pt2`` artifact: ``kind`` torch-export gives the ExportedProgram's module,
+    aoti the AOTInductor package's compiled model.
+
+    A ``.pt2`` is bound to the torch that wrote it (its serialisation schema, AOTInductor's ABI): one
+    that does not load names both versions.
+    """
+    import torch
+
+    from .console import quiet_third_party
+
+    info = read_zip_metadata(path)
+    try:
+        with quiet_third_party():  # torch.export logs its own traceback first: the message below says it all
+            runnable = _load_pt2_runnable(path, kind)
+    except Exception as exc:
+        written = info.runtime_version or "an unrecorded version"
+        hint = (f"export it again here (`c3d-rt export CKPT --formats {kind}`) or install torch=={written}"
+                if info.runtime_version and info.runtime_version != torch.__version__ else
+                f"export it again (`c3d-rt export CKPT --formats {kind}`)")
+        raise ArtifactError(f"{path}: written by torch {written}; torch {torch.__version__} here cannot load it "
+                            f"({describe(exc)}). A .pt2 runs only on the torch that wrote it: {hint}.") from None
+    return runnable, info
+
+
+def _load_pt2_runnable(path: Path, kind: str):
+    import torch
+
+    if kind == "aoti":
+        from torch._inductor import aoti_load_package
+
+        return aoti_load_package(str(path))
+    return torch.export.load(str(path)).module()
+
+
+def read_zip_metadata(path: str | Path) -> ArtifactInfo:
+    """Metadata of a TorchScript (``.ts``) or ``.pt2`` artifact, from the zip archive itself (no torch needed).
+
+    torch stores extra files under ``<archive>/extra/``; the archive's folder name varies with the
+    writer, so the entry is found by its ending.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ArtifactError(f"{path}: no such model file. Export one with `c3d-rt export CKPT --out DIR`.")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            entry = next((n for n in archive.namelist() if n.endswith(f"extra/{TS_EXTRA_FILE}")), None)
+            if entry is None:
+                raise ArtifactError(f"{path}: has no {TS_EXTRA_FILE} extra file; export it with `c3d-rt export`.")
+            meta = json.loads(archive.read(entry))
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise ArtifactError(f"{path}: not a readable TorchScript or .pt2 archive ({describe(exc)}).") from None
+    return ArtifactInfo.from_metadata(meta, str(path))
 
 
 def read_artifact_info(path: str | Path) -> ArtifactInfo:
-    """Metadata of an ``.onnx``, OpenVINO IR (``.xml``) or TorchScript (``.ts``) artifact."""
+    """Metadata of an ``.onnx``, OpenVINO IR (``.xml``), TorchScript (``.ts``) or ``.pt2`` artifact."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix == ".onnx":
@@ -134,4 +190,4 @@ def read_artifact_info(path: str | Path) -> ArtifactInfo:
         from .openvino_ir import read_openvino_info
 
         return read_openvino_info(path)
-    return read_torchscript_info(path)
+    return read_zip_metadata(path)

@@ -27,8 +27,8 @@ import numpy as np
 from .artifacts import ArtifactInfo
 from .engines import ENGINES, PRECISIONS, Engine, EngineUnavailable, Plan, load_plan, plans, time_calls
 from .engines.equivalence import judge, run_batched
-from .engines.registry import (CHECKPOINT, DEVICES, FORMATS, artifact_size_mb, availability, folder_files, read_info,
-                               source_checkpoint)
+from .engines.registry import (CHECKPOINT, DEVICES, FORMATS, artifact_size_mb, availability, folder_files,
+                               library_installed, read_info, source_checkpoint)
 from .errors import C3DError, describe
 from .fileio import atomic_path
 from .runtime.stats import percentiles
@@ -197,7 +197,7 @@ def measure(engine_for: Callable[[int], Engine], rows: list[Row], clips: np.ndar
         row.size_mb = artifact_size_mb(path) if path.is_file() else None
         row.p50_ms, row.p95_ms, row.p99_ms, row.mean_ms = (round(stats[k], 3) for k in
                                                            ("p50_ms", "p95_ms", "p99_ms", "mean_ms"))
-        row.clips_per_s = round(row.batch * 1e3 / stats["mean_ms"], 2)
+        row.clips_per_s = float(f"{row.batch * 1e3 / stats['mean_ms']:.4g}")  # 4 digits, not 2 decimals: 1.85 of 1.8547
         row.peak_mem_mb = memory.added_mb
         row.max_abs_err, row.max_prob_err = agreement.max_abs_err, agreement.max_prob_err
         row.top1_agreement, row.agreement_clips = agreement.top1_agreement, agreement.clips
@@ -286,10 +286,11 @@ def find_reference(model_dir: Path, checkpoint: Path | None) -> tuple[ArtifactIn
 
 def agreement_clips(info: ArtifactInfo, checkpoint, n: int) -> tuple[np.ndarray, str]:
     """Real held-out clips of the checkpoint's data set; synthetic motion clips when it has none here."""
-    from .export import data_sets_for, real_clips
     from .synth import synthetic_clips
 
-    if checkpoint is not None:
+    if checkpoint is not None:  # a loaded checkpoint: torch is here
+        from .export import data_sets_for, real_clips
+
         calib_set, held_out = data_sets_for(checkpoint, info.preprocessing, None)
         clips, _ = real_clips(held_out if held_out is not None else calib_set, n)
         if len(clips):
@@ -306,8 +307,9 @@ def reference_logits(checkpoint, model_dir: Path, clips: np.ndarray) -> tuple[np
         return run_batched(reference_engine(checkpoint, checkpoint.build_model()), clips), "eager fp32 (CPU)"
     plan = Plan("ort", "fp32", "cpu", model_dir / FORMATS["onnx"].file, "onnx")
     with load_plan(plan) as engine:
-        return run_batched(engine, clips), ("ONNX Runtime CPU fp32 (the source checkpoint was not found; pass "
-                                            "--checkpoint)")
+        why = ("the source checkpoint was not found; pass --checkpoint" if library_installed("torch") else
+               "torch is not installed, so the checkpoint cannot run")
+        return run_batched(engine, clips), f"ONNX Runtime CPU fp32 ({why})"
 
 
 def bench_machine() -> dict[str, Any]:
@@ -341,11 +343,13 @@ def planned_rows(model_dir: Path, checkpoint: Path | None, s: BenchSettings) -> 
 
 def run_bench(model_dir: str | Path = "export", settings: BenchSettings = BenchSettings(), *,
               checkpoint: str | Path | None = None, log: Callable[[str], None] = print) -> BenchReport:
-    from .checkpoint import load_checkpoint
-
     model_dir = Path(model_dir)
     info, ckpt_path = find_reference(model_dir, Path(checkpoint) if checkpoint else None)
-    ckpt = load_checkpoint(ckpt_path) if ckpt_path is not None and ckpt_path.is_file() else None  # loaded once
+    ckpt = None  # loaded once; without torch (the runtime install) the proven fp32 ONNX file is the reference
+    if ckpt_path is not None and ckpt_path.is_file() and library_installed("torch"):
+        from .checkpoint import load_checkpoint
+
+        ckpt = load_checkpoint(ckpt_path)
     clips, clips_source = agreement_clips(info, ckpt, settings.clips)
     reference, reference_name = reference_logits(ckpt, model_dir, clips)
     report = BenchReport(str(model_dir), reference_name, clips_source, asdict(settings), bench_machine())

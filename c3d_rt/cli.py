@@ -19,7 +19,7 @@ from .engines.registry import DEVICES, ENGINES, FORMATS, PRECISIONS
 from .errors import C3DError, describe
 from .runfolder import LAST, check_run_dir, epochs_done
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False,
                   help="C3D action recognition from training to a live camera.")
 DEFAULT_EXPORT = Path("export")
 DEMO_EXPORT = Path("runs/demo/export")  # where `c3d-rt demo` writes its models
@@ -43,10 +43,50 @@ def _hide_flag_types() -> None:
 _hide_flag_types()
 
 
+def _show_version(value: bool) -> None:
+    if value:
+        from . import __version__
+
+        typer.echo(f"c3d-rt {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def _global(debug: bool = typer.Option(False, "--debug", help="On an unexpected error, show the full traceback "
-                                                              "(also accepted after the command).")) -> None:
+                                                              "(also accepted after the command)."),
+            verbose: bool = typer.Option(False, "--verbose", help="Show third-party libraries' warnings and advice "
+                                                                  "(hidden by default; also accepted after the "
+                                                                  "command)."),
+            version: bool = typer.Option(False, "--version", callback=_show_version, is_eager=True,
+                                         help="Show c3d-rt's version and exit.")) -> None:
     """C3D action recognition from training to a live camera."""
+
+
+def _needs_torch(command: str) -> None:
+    """Training, evaluation and export need PyTorch, which the plain (runtime) install leaves out."""
+    from .engines.registry import TORCH_INSTALL, library_installed
+
+    if not library_installed("torch"):
+        raise validate.ValidationError(
+            f"`c3d-rt {command}` needs PyTorch, which is not installed here (the plain install is the runtime: "
+            f"webcam and bench with ONNX Runtime or OpenVINO). Install the training extra: {TORCH_INSTALL}")
+
+
+def _proof_recorded_without_torch(artifact: Path) -> bool:
+    """Without torch, `verify` can only say whether the file is the one whose proof report.json records."""
+    from .engines.registry import TORCH_INSTALL, library_installed, recorded_proof
+
+    if library_installed("torch"):
+        return False
+    record = recorded_proof(artifact) if artifact.is_file() else None
+    if record is None:
+        raise validate.ValidationError(
+            f"{artifact}: report.json beside it records no passing check of this file as it is now, and checking "
+            f"it again needs PyTorch (the eager model is the reference), which is not installed here: {TORCH_INSTALL}")
+    typer.echo(f"{artifact}: ok ({record.get('precision')}) as recorded: this is the file the exporter proved "
+               f"(SHA-256 {record['sha256'][:12]}, top-1 agreement {record.get('top1_agreement')}); running the check "
+               f"again needs PyTorch: {TORCH_INSTALL}")
+    return True
 
 
 def _interrupted(what: str) -> NoReturn:
@@ -224,6 +264,7 @@ def train(
                                                                   "(needs the tensorboard extra)."),
 ) -> None:
     """Train C3D on class folders of videos (also under `torchrun --nproc_per_node=N`)."""
+    _needs_torch("train")
     validate.input_dir(data, "DATA", "a folder with one sub-folder of videos per class (make one with "
                                      "`c3d-rt prepare` or `c3d-rt synth`)")
     validate.output_dir(out, "--out")
@@ -278,6 +319,7 @@ def eval_(
     device: Device = typer.Option(Device.auto),
 ) -> None:
     """Top-1, top-5 and a confusion matrix on the evaluation split."""
+    _needs_torch("eval")
     validate.output_file(json_out, "--json", validate.JSON_SUFFIXES, "metrics.json")
     confusion = validate.output_file(confusion or ckpt.with_suffix(".confusion.png"), "--confusion",
                                      validate.IMAGE_SUFFIXES, "confusion.png")
@@ -297,8 +339,8 @@ def export(
     ckpt: Path = typer.Argument(..., help="Checkpoint: c3d-rt's, the reference trainer's, or a Sports-1M state dict."),
     out: Path = typer.Option(Path("export"), "--out", "-o", help="Output folder."),
     formats: Optional[str] = typer.Option(None, help=f"Comma-separated formats: {', '.join(FORMATS)} (default: all "
-                                                     "whose tools are installed; the OpenVINO ones need the openvino "
-                                                     "extra)."),
+                                                     "whose tools are installed but aoti, which compiles C++; the "
+                                                     "OpenVINO ones need the openvino extra)."),
     opset: int = typer.Option(18, min=17, max=23, help="ONNX opset."),
     calib: Optional[Path] = typer.Option(None, help="Data folder for int8 calibration and the accuracy check "
                                                     "(default: the checkpoint's own split)."),
@@ -310,8 +352,9 @@ def export(
     triton_max_batch: int = typer.Option(8, min=1, max=4096, help="With --formats triton: max_batch_size (the "
                                                                   "dynamic batcher's largest batch)."),
 ) -> None:
-    """Write TorchScript, ONNX (fp32, fp16, int8), OpenVINO IR (fp32, NNCF int8) and a Triton model repository,
-    each proven equivalent."""
+    """Write TorchScript, ONNX (fp32, fp16, int8), OpenVINO IR (fp32, NNCF int8), .pt2 (torch.export, AOTInductor)
+    and a Triton model repository, each proven equivalent."""
+    _needs_torch("export")
     validate.output_dir(out, "--out")
     validate.output_file(json_out, "--json", validate.JSON_SUFFIXES, "report.json")
     if calib is not None:
@@ -352,7 +395,7 @@ def _interrupted_export(ckpt: Path, out: Path, chosen: list[str], started: float
 
 @app.command()
 def verify(
-    artifact: Path = typer.Argument(..., help="An exported .onnx, .ts or OpenVINO .xml file."),
+    artifact: Path = typer.Argument(..., help="An exported .onnx, .ts, .pt2 or OpenVINO .xml file."),
     against: Optional[Path] = typer.Option(None, exists=True, dir_okay=False,
                                            help="Checkpoint to compare with (default: the source named in the file)."),
     calib: Optional[Path] = typer.Option(None, help="Data folder for real clips (default: the checkpoint's split)."),
@@ -363,6 +406,9 @@ def verify(
     device: Device = typer.Option(Device.cpu, help="With --engine: the device to check on."),
 ) -> None:
     """Re-run the equivalence check of an exported artifact, and record it in the report.json beside it."""
+    if engine is None and _proof_recorded_without_torch(artifact):
+        return
+    _needs_torch("verify")  # the reference is the eager model of the source checkpoint
     if calib is not None:
         validate.input_dir(calib, "--calib", "a data folder with one sub-folder of videos per class")
     from .export import verify_artifact
@@ -386,7 +432,7 @@ def verify(
 @app.command()
 def webcam(
     model: Path = typer.Option(Path("export"), "--model", "-m", help="The folder `c3d-rt export` wrote, or one "
-                                                                     "exported file (.onnx, .xml, .ts)."),
+                                                                     "exported file (.onnx, .xml, .ts, .pt2)."),
     source: str = typer.Option("0", "--source", "-s", help="Camera index (0), video file, URL (rtsp://, http://) "
                                                            "or 'synthetic' / 'synthetic@FPS'."),
     engine: EngineName = typer.Option(EngineName.auto, help="Runtime; auto times every proven engine here and takes "
@@ -535,6 +581,7 @@ def demo(
     quick: bool = typer.Option(False, "--quick", help="A much smaller run (for smoke tests): not accurate."),
 ) -> None:
     """The whole job on a fresh machine: synthesise data, train a narrow C3D, report held-out accuracy, export."""
+    _needs_torch("demo")
     validate.output_dir(out, "--out")
     for part in ("data", "run", "export"):
         validate.output_dir(out / part, "--out")
@@ -546,8 +593,12 @@ def demo(
 def main() -> None:
     """Console entry point: a user-facing error becomes one message and exit status 1; an unexpected one becomes one
     line plus the path of a log with its traceback (``--debug`` shows the traceback instead)."""
+    from .console import filter_harmless_warnings, set_verbose
+
     debug = "--debug" in sys.argv[1:] or os.environ.get("C3D_RT_DEBUG") == "1"
-    sys.argv = [sys.argv[0], *(a for a in sys.argv[1:] if a != "--debug")]  # accepted anywhere on the line
+    set_verbose("--verbose" in sys.argv[1:] or os.environ.get("C3D_RT_VERBOSE") == "1")
+    filter_harmless_warnings()
+    sys.argv = [sys.argv[0], *(a for a in sys.argv[1:] if a not in ("--debug", "--verbose"))]  # anywhere on the line
     try:
         app()
     except C3DError as exc:

@@ -26,8 +26,6 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import torch
-from torch.utils.data import Dataset
 
 from .config import Preprocessing
 from .errors import C3DError
@@ -331,8 +329,11 @@ def probe_videos(root: Path, relpaths: list[str], workers: int = 4) -> dict[str,
 # --- the clip data set ----------------------------------------------------------------
 
 
-class VideoClipDataset(Dataset):
+class VideoClipDataset:
     """Clips of ``prep.clip_len`` frames, every ``prep.frame_interval`` frames.
+
+    A map-style data set that torch's ``DataLoader`` takes as it is (its collate turns the numpy
+    clips into tensors); it imports no torch, so the runtime and the bench read real clips without it.
 
     Training: random start, random crop, optional horizontal flip. Evaluation: the
     centred clip and crop. Unreadable or empty videos are skipped with one warning
@@ -409,11 +410,11 @@ class VideoClipDataset(Dataset):
         make_clip = crop_clip if self.uint8 else preprocess_clip
         return make_clip(frames, self.prep, crop_origin=origin, hflip=flip), label
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+    def __getitem__(self, index: int) -> tuple[np.ndarray, int]:
+        """(clip (3, T, H, W) float32, label)."""
         for attempt in range(len(self.items)):
             try:
-                clip, label = self.load_clip(index + attempt)
-                return torch.from_numpy(clip), label
+                return self.load_clip(index + attempt)
             except VideoReadError as exc:
                 print(f"warning: {exc}; using the next video instead", file=sys.stderr)
         raise DataError(f"{self.root}: no video of this split could be decoded")

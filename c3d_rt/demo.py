@@ -31,7 +31,7 @@ class DemoSettings:
 
 QUICK = DemoSettings(width=0.0625, crop_size=32, clips_per_class=6, epochs=1, batch_size=8, workers=0,
                      live_seconds=2.0, bench_iters=3)
-DEMO_ENGINES = ("torch", "torchscript", "ort", "openvino")
+DEMO_ENGINES = ("torch", "torchscript", "torch-export", "ort", "openvino")
 
 
 def demo_model(s: DemoSettings) -> ModelConfig:

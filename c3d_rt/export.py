@@ -1,4 +1,5 @@
-"""`c3d-rt export`: TorchScript, ONNX fp32/fp16/int8, each proven equivalent before it is written.
+"""`c3d-rt export`: TorchScript, ONNX fp32/fp16/int8, OpenVINO IR, .pt2 (torch.export, AOTInductor), each proven
+equivalent before it is written.
 
 Every artifact is written under a temporary name, checked against the eager
 model on inputs the export never saw (random clips at batch 1 and 3, and clips
@@ -8,15 +9,13 @@ artifact is deleted, reported with its measured error, and the command fails.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import logging
 import os
 import shutil
 import sys
 import tempfile
 import time
-import warnings
+import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -28,6 +27,7 @@ from . import __version__, triton_repo
 from .artifacts import INPUT_NAME, OUTPUT_NAME, TS_EXTRA_FILE, ArtifactInfo, read_artifact_info
 from .checkpoint import Checkpoint, load_checkpoint
 from .config import Preprocessing
+from .console import quiet_third_party
 from .data import DataError, VideoClipDataset, load_data_split
 from .engines import Engine, Plan, load_plan, plans
 from .engines.equivalence import judge, run_batched
@@ -54,6 +54,9 @@ def parse_formats(text: str) -> list[str]:
     if unknown or not names:
         raise ExportError(f"unknown format {', '.join(unknown) or repr(text)}; choose from {', '.join(FORMATS)} "
                           "(comma-separated).")
+    if "aoti" in names and not any(shutil.which(cc) for cc in ("c++", "g++", "clang++")):
+        raise ExportError("format aoti compiles C++ kernels with the system C++ compiler, and none was found (c++, "
+                          "g++ or clang++ on PATH). Install one (e.g. apt-get install g++), or export torch-export.")
     for name in names:
         if FORMATS[name].kind == "openvino" and not _openvino_ready(name):
             raise ExportError(f"format {name} needs OpenVINO{' and NNCF' if name.endswith('int8') else ''}: "
@@ -104,7 +107,7 @@ def real_clips(dataset: VideoClipDataset | None, limit: int) -> tuple[np.ndarray
         return np.zeros((0,), np.float32), np.zeros((0,), np.int64)
     step = max(1, len(dataset) // limit)
     pairs = [dataset[i] for i in range(0, len(dataset), step)][:limit]
-    return np.stack([c.numpy() for c, _ in pairs]), np.array([y for _, y in pairs])
+    return np.stack([np.asarray(c) for c, _ in pairs]), np.array([y for _, y in pairs])
 
 
 def data_sets_for(ckpt: Checkpoint, prep: Preprocessing, calib: str | Path | None):
@@ -133,32 +136,6 @@ def data_sets_for(ckpt: Checkpoint, prep: Preprocessing, calib: str | Path | Non
     return calib_set, held_out
 
 
-@contextlib.contextmanager
-def quiet_third_party():
-    """Silence the converters' advice while they write: none of it is the user's to act on.
-
-    torch.onnx logs "torchvision is not installed" for each op it cannot register (we use
-    none of them) and emits a FutureWarning about its own tree specs; TorchScript's trace,
-    freeze and save warn that TorchScript is deprecated (we know: it is offered for LibTorch
-    users); ONNX Runtime's quantiser logs on the root logger that a "pre-processing" step could
-    help (it is for models with shape inference problems, which ours has not). Errors still show.
-    """
-    names = ("torch.onnx", "torch.onnx._internal.exporter._registration", "")
-    loggers = [logging.getLogger(name) for name in names]
-    levels = [lg.level for lg in loggers]
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=FutureWarning)
-        warnings.filterwarnings("ignore", category=DeprecationWarning)
-        warnings.filterwarnings("ignore", category=UserWarning, module="torch")
-        for lg in loggers:
-            lg.setLevel(logging.ERROR)
-        try:
-            yield
-        finally:
-            for lg, level in zip(loggers, levels):
-                lg.setLevel(level)
-
-
 def check_classes_fit(ckpt: Checkpoint, classes: list[str], what: str) -> None:
     """The data's classes must be the model's outputs, in order (as `c3d-rt eval` requires)."""
     n = ckpt.model_config.num_classes
@@ -177,6 +154,27 @@ def write_torchscript(model: C3D, info: ArtifactInfo, path: Path) -> None:
         traced = torch.jit.freeze(torch.jit.trace(model, example, check_trace=False))
     extra = {TS_EXTRA_FILE: json.dumps(info.to_metadata())}
     torch.jit.save(traced, str(path), _extra_files=extra)
+
+
+def exported_program(model: C3D):
+    """torch.export's graph of the model with a dynamic batch (an example batch of 2: 1 can get specialised)."""
+    example = torch.zeros(model.config.input_shape(2))
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    return torch.export.export(model.eval(), (example,), dynamic_shapes={"clip": {0: batch}})
+
+
+def write_torch_export(model: C3D, info: ArtifactInfo, path: Path) -> None:
+    torch.export.save(exported_program(model), str(path), extra_files={TS_EXTRA_FILE: json.dumps(info.to_metadata())})
+
+
+def write_aoti(model: C3D, info: ArtifactInfo, path: Path) -> None:
+    """Compile with AOTInductor (the system C++ compiler, for this CPU) into a .pt2 package, metadata added."""
+    from torch._inductor import aoti_compile_and_package
+
+    aoti_compile_and_package(exported_program(model), package_path=str(path))
+    with zipfile.ZipFile(path, "a") as archive:  # beside the package's own files, where torch keeps extras
+        root = archive.namelist()[0].split("/", 1)[0]
+        archive.writestr(f"{root}/extra/{TS_EXTRA_FILE}", json.dumps(info.to_metadata()))
 
 
 def _set_metadata(model_proto, info: ArtifactInfo) -> None:
@@ -353,8 +351,9 @@ class ExportReport:
 
 def artifact_info(ckpt: Checkpoint, labels: list[str], prep: Preprocessing, fmt: str, precision: str,
                   opset: int | None) -> ArtifactInfo:
+    torch_file = fmt in ("torchscript", "torch-export", "aoti")  # loads only on a compatible torch: say which wrote it
     return ArtifactInfo(labels, prep, ckpt.model_config, precision, fmt, opset, __version__, ckpt.sha256,
-                        str(ckpt.path.resolve()))
+                        str(ckpt.path.resolve()), torch.__version__ if torch_file else "")
 
 
 def resolve_labels(ckpt: Checkpoint, labels_file: str | Path | None) -> list[str]:
@@ -490,7 +489,7 @@ class ExportJob:
     def write(self, fmt: str, tmp: Path, full_bias_correction: bool = False) -> None:
         spec = FORMATS[fmt]
         info = artifact_info(self.ckpt, self.labels, self.prep, spec.kind, spec.precision,
-                             None if spec.kind == "torchscript" else self.opset)
+                             self.opset if spec.kind in ("onnx", "openvino") else None)
         with quiet_third_party():
             self.fp32_onnx = _write(fmt, self.model, info, tmp, self.staging, self.fp32_onnx, self.opset,
                                     self.calib_set, self.calib_clips, self.report, full_bias_correction,
@@ -573,8 +572,9 @@ def _ordered(formats: list[str]) -> list[str]:
 def _write(fmt, model, info, tmp, staging, fp32_onnx, opset, calib_set, calib_clips, report,
            full_bias_correction=False, triton=None) -> Path | None:
     """Write one format to ``tmp``; return the fp32 ONNX file that the other formats derive from."""
-    if fmt == "torchscript":
-        write_torchscript(model, info, tmp)
+    torch_writers = {"torchscript": write_torchscript, "torch-export": write_torch_export, "aoti": write_aoti}
+    if fmt in torch_writers:
+        torch_writers[fmt](model, info, tmp)
         return fp32_onnx
     if fp32_onnx is None:
         fp32_onnx = staging / "fp32-base.onnx"

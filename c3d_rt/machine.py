@@ -71,8 +71,8 @@ def gpu_name() -> str | None:
                     return line.split(":", 1)[1].strip()
         except OSError:
             continue
-    if "torch" in sys.modules:  # elsewhere (Windows, containers without /proc/driver), ask torch if it is loaded
-        torch = sys.modules["torch"]
+    torch = sys.modules.get("torch")  # elsewhere (Windows, containers without /proc/driver), ask torch if loaded
+    if torch is not None:
         if torch.cuda.is_available():
             return torch.cuda.get_device_name(0)
     return None

@@ -12,7 +12,6 @@ import errno
 import os
 import re
 import shutil
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +19,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from .config import Preprocessing
+from .console import bar_disabled
 from .data import (SPLIT_DIR, DataError, VideoReadError, decode_all_frames, group_split, is_frame_folder, is_video,
                    list_class_folder, probe_videos, read_class_index, read_split_list, write_split_lists)
 from .errors import describe
@@ -128,7 +128,8 @@ def prepare(src: str | Path, dst: str | Path, *, lists: str | Path | None = None
                         f"with videos in them ({len(skipped)} other files).")
     classes = class_names or sorted({rel.split("/", 1)[0] for rel in plan.values()})
     report = PrepareReport(classes, skipped=skipped, dry_run=dry_run)
-    for name, rel in tqdm(plan.items(), desc="prepare", unit="video", disable=not progress or dry_run):
+    bar = tqdm(plan.items(), desc="prepare", unit="video", disable=bar_disabled(progress and not dry_run))
+    for name, rel in bar:
         placed = not (dst / rel).exists() if dry_run else _place(src / name, dst / rel, move)
         report.copied += placed
         report.already_there += not placed
@@ -246,7 +247,7 @@ def _decode_into(cache: FrameCache, root: Path, videos: list[str], prep: Preproc
     pool = ThreadPoolExecutor(max_workers=workers)  # OpenCV decodes and resizes without the GIL
     try:
         bar = tqdm(pool.map(one, todo), total=len(todo), desc="cache", unit="video",
-                   disable=not (progress and sys.stderr.isatty()))
+                   disable=bar_disabled(progress))
         for rel, ok in bar:
             report.cached += ok
             if not ok:

@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from .console import bar_disabled
 from .data import META_FILE, SYNTH_PARTIAL, group_split, write_split_lists
 from .fileio import atomic_write_text
 
@@ -215,7 +216,7 @@ def synthesize(root: str | Path, spec: SynthSpec = SynthSpec(), workers: int = 2
     pool = ThreadPoolExecutor(max_workers=workers)
     try:
         results = pool.map(lambda job: make_clip(root, spec, *job), jobs)
-        relpaths = list(tqdm(results, total=len(jobs), desc="synth", unit="clip", disable=not progress))
+        relpaths = list(tqdm(results, total=len(jobs), desc="synth", unit="clip", disable=bar_disabled(progress)))
     finally:  # on Ctrl-C, stop at once: clips not yet started are cancelled, those running finish whole
         pool.shutdown(wait=True, cancel_futures=True)
     train, val = group_split(relpaths, spec.val_fraction, spec.seed)

@@ -29,6 +29,7 @@ from torch.utils.data import DataLoader, RandomSampler, Subset
 from tqdm import tqdm
 
 from .checkpoint import FORMAT, atomic_save, init_from_pretrained, load_checkpoint
+from .console import bar_disabled
 from .config import ModelConfig, Preprocessing, TrainConfig
 from .errors import C3DError
 from .data import DataSplit, VideoClipDataset, cached_relpaths, load_data_split
@@ -176,7 +177,7 @@ def train_one_epoch(model: torch.nn.Module, loader: DataLoader, optimizer: torch
     loss_sum, correct, seen, start = 0.0, 0, 0, time.perf_counter()
     waited, ready = 0.0, start
     memory_format = torch.channels_last_3d if cfg.channels_last else torch.contiguous_format
-    bar = tqdm(loader, desc=desc, unit="batch", disable=not progress, leave=False)
+    bar = tqdm(loader, desc=desc, unit="batch", disable=bar_disabled(progress), leave=False)
     for i, (clips, labels) in enumerate(bar):
         waited += time.perf_counter() - ready
         step_lr(i / max(1, len(loader)))
@@ -222,7 +223,7 @@ def evaluate(model: torch.nn.Module, dataset: VideoClipDataset, device: torch.de
     loader = DataLoader(shard, batch_size=batch_size, shuffle=False, num_workers=workers)
     sums = torch.zeros(4, dtype=torch.float64, device=device)  # loss, top1, top5, count
     confusion = torch.zeros(num_classes, num_classes, dtype=torch.int64, device=device)
-    for clips, labels in tqdm(loader, desc="eval", unit="batch", disable=not progress, leave=False):
+    for clips, labels in tqdm(loader, desc="eval", unit="batch", disable=bar_disabled(progress), leave=False):
         clips, labels = clips.to(device), labels.to(device)
         logits = model(clips).float()
         top1, top5 = topk_correct(logits, labels)

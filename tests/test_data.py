@@ -1,6 +1,5 @@
 import numpy as np
 import pytest
-import torch
 
 from c3d_rt.config import Preprocessing
 from c3d_rt.data import (VideoClipDataset, clip_indices, group_split, load_data_split, read_clip_frames)
@@ -50,7 +49,7 @@ def test_dataset_skips_empty_and_survives_truncated_files(tmp_path):
     assert len(dataset) == 7
     for i in range(len(dataset)):
         clip, label = dataset[i]
-        assert clip.shape == (3, 16, 32, 32) and clip.dtype == torch.float32 and label in (0, 1)
+        assert clip.shape == (3, 16, 32, 32) and clip.dtype == np.float32 and label in (0, 1)
 
 
 def test_group_split_keeps_groups_on_one_side():

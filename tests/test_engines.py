@@ -62,7 +62,7 @@ def test_engine_contract(engine, precision, device, tiny_export, tiny_ckpt, held
 
 def test_what_cannot_run_says_what_can_and_what_to_install(tiny_export):
     folder = tiny_export[0]
-    with pytest.raises(EngineError, match="unknown engine 'tflite'; choose auto or one of torch, torchscript, ort"):
+    with pytest.raises(EngineError, match="unknown engine 'tflite'; choose auto or one of torch, torchscript, torch-export, aoti, ort"):
         resolve(folder, "tflite")
     with pytest.raises(EngineUnavailable, match=r"nothing for engine torchscript at precision int8 .*Available here: "
                                                 r".*ort/int8/cpu"):

@@ -32,7 +32,7 @@ class Format:
     name: str  # as `c3d-rt export --formats` takes it
     file: str  # file name inside an export folder
     precision: str  # what the stored model computes in
-    kind: str  # the reader: torchscript, onnx, openvino
+    kind: str  # the reader: torchscript, onnx, openvino, torch-export, aoti
     # ("triton": a model repository around the proven ONNX file, triton/c3d/1/model.onnx; see c3d_rt.triton_repo)
 
 
@@ -43,9 +43,13 @@ FORMATS: dict[str, Format] = {f.name: f for f in (
     Format("onnx-int8", "c3d.int8.onnx", "int8", "onnx"),
     Format("openvino", "c3d.openvino.xml", "fp32", "openvino"),
     Format("openvino-int8", "c3d.int8.openvino.xml", "int8", "openvino"),
+    Format("torch-export", "c3d.pt2", "fp32", "torch-export"),  # torch.export's ExportedProgram
+    Format("aoti", "c3d.aoti.pt2", "fp32", "aoti"),  # AOTInductor: compiled C++ kernels for this CPU
     Format("triton", "triton/c3d/1/model.onnx", "fp32", "onnx"),  # only when asked for (--formats triton)
 )}
-DEFAULT_EXPORT_FORMATS = ("torchscript", "onnx", "onnx-fp16", "onnx-int8")  # the openvino ones need the extra
+# The openvino ones need the extra; aoti compiles C++ for minutes on a full-size model: asked by name only.
+DEFAULT_EXPORT_FORMATS = ("torchscript", "onnx", "onnx-fp16", "onnx-int8", "torch-export")
+TORCH_INSTALL = "pip install 'c3d-rt[train]'"
 
 
 @dataclass(frozen=True)
@@ -61,11 +65,15 @@ class EngineSpec:
 
 
 ENGINES: dict[str, EngineSpec] = {e.name: e for e in (
-    EngineSpec("torch", "torch_engines:load_eager", "torch", "pip install torch", ("cpu", "cuda"),
+    EngineSpec("torch", "torch_engines:load_eager", "torch", TORCH_INSTALL, ("cpu", "cuda"),
                {"fp32": (CHECKPOINT,), "bf16": (CHECKPOINT,), "fp16": (CHECKPOINT,)},
                "eager PyTorch from the training checkpoint (bf16 by autocast; fp16 on CUDA)"),
-    EngineSpec("torchscript", "torch_engines:load_torchscript", "torch", "pip install torch", ("cpu", "cuda"),
+    EngineSpec("torchscript", "torch_engines:load_torchscript", "torch", TORCH_INSTALL, ("cpu", "cuda"),
                {"fp32": ("torchscript",)}, "TorchScript (LibTorch users' format)"),
+    EngineSpec("torch-export", "torch_engines:load_exported", "torch", TORCH_INSTALL, ("cpu", "cuda"),
+               {"fp32": ("torch-export",)}, "torch.export ExportedProgram (.pt2), TorchScript's successor"),
+    EngineSpec("aoti", "torch_engines:load_aoti", "torch", TORCH_INSTALL, ("cpu",),
+               {"fp32": ("aoti",)}, "AOTInductor package (.pt2): C++ kernels compiled for the CPU at export"),
     EngineSpec("ort", "ort:load_ort", "onnxruntime", "pip install onnxruntime-gpu", ("cpu", "cuda"),
                {"fp32": ("onnx", "triton"), "fp16": ("onnx-fp16",), "int8": ("onnx-int8",)},
                "ONNX Runtime; on CUDA with I/O binding and CUDA graphs"),
@@ -130,7 +138,7 @@ def device_unavailable(plan: "Plan") -> str:
         return ""
     if not cuda_driver_present():
         return "no usable NVIDIA GPU here (no NVIDIA driver: libcuda.so.1 not found)"
-    if plan.engine in ("torch", "torchscript"):
+    if ENGINES[plan.engine].library == "torch":
         import torch
 
         return "" if torch.cuda.is_available() else "torch here sees no CUDA GPU (a CPU build of torch?)"
@@ -181,14 +189,14 @@ def format_of(path: Path) -> str:
         return CHECKPOINT
     if suffix == ".ts":
         return "torchscript"
-    if suffix in (".onnx", ".xml"):
+    if suffix in (".onnx", ".xml", ".pt2"):
         info = read_info(path)
-        kind = "onnx" if suffix == ".onnx" else "openvino"
+        kind = {".onnx": "onnx", ".xml": "openvino"}.get(suffix, info.fmt)
         for f in FORMATS.values():
             if f.kind == kind and f.precision == info.precision:
                 return f.name
         raise ArtifactError(f"{path}: a {kind} model of precision {info.precision!r}, which no engine runs")
-    raise ArtifactError(f"{path}: not a c3d-rt model (expected .onnx, .ts, .xml (OpenVINO IR), or a .pt "
+    raise ArtifactError(f"{path}: not a c3d-rt model (expected .onnx, .ts, .pt2, .xml (OpenVINO IR), or a .pt "
                         "checkpoint). Export one with `c3d-rt export CKPT --out DIR`.")
 
 
@@ -256,7 +264,7 @@ def source_checkpoint(folder: Path) -> Path | None:
     source = read_report(folder).get("source")
     if isinstance(source, str) and Path(source).is_file():
         return Path(source)
-    files = sorted(folder_files(folder).values(), key=lambda p: p.suffix == ".ts")  # TorchScript loads slowest
+    files = list(folder_files(folder).values())
     for path in files:
         try:
             source = read_info(path).source_path
@@ -274,6 +282,20 @@ def proven_digests(folder: Path) -> dict[str, str]:
                 if a.get("status") == "ok" and a.get("sha256")}
     except (KeyError, TypeError, AttributeError):
         return {}
+
+
+def recorded_proof(path: Path) -> dict | None:
+    """The exporter's (or `verify`'s) passing record of this file as it is now (same SHA-256), or None.
+
+    What a machine without torch can check: that a file is the one proven, not the proof itself again.
+    """
+    path = Path(path)
+    try:
+        records = read_report(path.parent)["artifacts"]
+        sha = artifact_sha256(path)
+        return next((a for a in records if a.get("status") == "ok" and a.get("sha256") == sha), None)
+    except (KeyError, TypeError, AttributeError, OSError):
+        return None
 
 
 def _proven_before_digests(folder: Path, path: Path) -> bool:

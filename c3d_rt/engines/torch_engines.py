@@ -1,4 +1,5 @@
-"""PyTorch engines: eager from a training checkpoint (the reference of every check), and TorchScript.
+"""PyTorch engines: eager from a training checkpoint (the reference of every check), TorchScript, and the
+``.pt2`` formats (torch.export's ExportedProgram; an AOTInductor package of compiled C++ kernels).
 
 Eager runs fp32, bf16 by autocast (on CPUs with native bf16, and on GPUs), and
 fp16 on CUDA with the weights in half. fp32 on CUDA turns TF32 off, so fp32
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..artifacts import ArtifactInfo
+from ..artifacts import ArtifactInfo, load_pt2
 from ..artifacts import load_torchscript as load_torchscript_artifact
 from .base import Engine, EngineUnavailable
 from .registry import CHECKPOINT, Plan, precision_unavailable
@@ -110,3 +111,39 @@ def checkpoint_info_of(ckpt) -> ArtifactInfo:
 def load_torchscript(plan: Plan, **options) -> TorchEngine:
     module, info = load_torchscript_artifact(plan.path, plan.device)
     return TorchEngine(plan, info, module, **options)
+
+
+def load_exported(plan: Plan, **options) -> TorchEngine:
+    """torch.export's ExportedProgram, run as a module (eager kernels; ``compile`` is an option as for eager)."""
+    module, info = load_pt2(plan.path, "torch-export")
+    return TorchEngine(plan, info, module, **options)
+
+
+class AOTIEngine(Engine):
+    """An AOTInductor package: kernels compiled to C++ for this CPU at export; no Python model code runs."""
+
+    def __init__(self, plan: Plan, *, threads: int | None = None, live: bool = False) -> None:
+        import torch
+
+        runner, info = load_pt2(plan.path, "aoti")
+        super().__init__(plan.path, info)
+        self.name, self.precision, self.device = plan.engine, plan.precision, plan.device
+        if threads:
+            torch.set_num_threads(threads)
+        self.runner = runner
+        self.detail = "AOTInductor"
+
+    def _run(self, clips: np.ndarray) -> np.ndarray:
+        import torch
+
+        with torch.inference_mode():
+            out = self.runner(torch.from_numpy(clips))
+        return (out[0] if isinstance(out, (list, tuple)) else out).float().numpy()
+
+    def close(self) -> None:
+        self.runner = None
+        super().close()
+
+
+def load_aoti(plan: Plan, **options) -> AOTIEngine:
+    return AOTIEngine(plan, **options)
