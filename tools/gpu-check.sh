@@ -55,6 +55,10 @@ step bench env WORK="$WORK" RESULTS="$OUT" BATCH="${BATCH:-1,8,64,256}" ITERS="$
     BENCH_ARGS="--devices cuda" bash benchmarks/reproduce.sh
 step live "$PY" -m c3d_rt.cli webcam --model "$WORK/export" --device cuda --source synthetic@30 --max-frames 900 \
     --no-show --summary-json "$OUT/live-cuda.json"
+# The issue's GPU goal for serve: >= 64 streams x 30 fps at stride 4 with p99 glass-to-label <= 50 ms.
+step serve "$PY" benchmarks/serve_bench.py --model "$WORK/export" --device cuda --streams 8,16,32,64,96,128 \
+    --stride 4 --max-batch 64 --max-wait-ms 5 --p99-ms 50 --seconds 15 \
+    --json "$OUT/serve-cuda.json" --markdown "$OUT/serve-cuda.md"
 step train-speed "$PY" benchmarks/train_speed.py --device cuda --width 1 --batch 32 --steps 20 --warmup 5 \
     --variants fp32,bf16,fp16,channels_last,bf16+channels_last,bf16+compile,bf16+compile+channels_last --out "$OUT"
 step input-pipeline "$PY" benchmarks/input_pipeline.py --videos 32 --workers 0,1,2,4,8 --out "$OUT"
