@@ -22,6 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
+import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -81,9 +82,10 @@ def run_streams(engine, n: int, args) -> dict:
         for h in s.latency.values():
             h.__init__()  # only the measured span counts
     sizes.clear()
-    t0 = time.perf_counter()
+    process = psutil.Process()
+    cpu0, t0 = process.cpu_times(), time.perf_counter()
     time.sleep(args.seconds)
-    elapsed = time.perf_counter() - t0
+    elapsed, cpu1 = time.perf_counter() - t0, process.cpu_times()
     end = {s.name: s.totals() for s in streams}
     g2l, inference = merged(streams, "glass_to_label"), merged(streams, "inference")
     for s in streams:
@@ -97,6 +99,7 @@ def run_streams(engine, n: int, args) -> dict:
             "frames_dropped": delta("frames_dropped"), "windows_due": delta("windows_due"),
             "windows_dropped": delta("windows_dropped"), "predictions": predictions,
             "clips_per_s": round(predictions / elapsed, 2),
+            "cpu_cores_busy": round((cpu1.user + cpu1.system - cpu0.user - cpu0.system) / elapsed, 2),
             "demanded_clips_per_s": round(n * args.fps / args.stride, 2),
             "glass_to_label_ms": _rounded(g2l.summary()), "batch_inference_ms": _rounded(inference.summary()),
             "batch_sizes": dict(sorted(sizes.items()))}
@@ -122,14 +125,14 @@ def markdown(report: dict) -> str:
              "", f"Largest N held (0 capture drops, 0 dropped windows, p99 glass-to-label <= "
              f"{report['settings']['p99_ms']:g} ms): **{report['largest_held']}**", "",
              "| N | clips/s served | demanded | ratio to engine best | capture drops | windows dropped | "
-             "batch inference p50 ms | g2l p50 ms | g2l p99 ms | batch sizes | held |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "batch inference p50 ms | g2l p50 ms | g2l p99 ms | batch sizes | CPU cores busy | held |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in report["rows"]:
         g = r["glass_to_label_ms"]
         lines.append(f"| {r['streams']} | {r['clips_per_s']} | {r['demanded_clips_per_s']} | "
                      f"{r['ratio_to_engine_best']} | {r['frames_dropped']} | {r['windows_dropped']} | "
                      f"{r['batch_inference_ms']['p50_ms']} | {g['p50_ms']} | "
-                     f"{g['p99_ms']} | {r['batch_sizes']} | {'yes' if r['held'] else 'no'} |")
+                     f"{g['p99_ms']} | {r['batch_sizes']} | {r['cpu_cores_busy']} | {'yes' if r['held'] else 'no'} |")
     lines += ["", f"Command: `{report['command']}`", ""]
     return "\n".join(lines)
 
