@@ -477,7 +477,7 @@ def serve(
                                                                 "(camera index, file, rtsp:// or http:// URL, "
                                                                 "synthetic[@FPS])."),
     config: Optional[Path] = typer.Option(None, "--config", exists=True, dir_okay=False,
-                                          help="A TOML file of [[stream]] tables (name, source, stride, ...)."),
+                                          help="A TOML file of stream tables (name, source, stride, ...); see the README."),
     engine: EngineName = typer.Option(EngineName.auto, help="Runtime, as in `webcam`."),
     precision: PrecisionName = typer.Option(PrecisionName.auto, help="Precision, as in `webcam`."),
     device: Device = typer.Option(Device.auto, help="cpu or cuda; auto uses a GPU where one works."),

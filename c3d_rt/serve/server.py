@@ -69,6 +69,9 @@ def check_settings(settings: ServeSettings) -> None:
         raise ServeError(f"--host {settings.host} would expose the server beyond this machine without a token. Give "
                          f"--token SECRET (or set {TOKEN_ENV}); every endpoint except /healthz will then need it. "
                          "Or bind 127.0.0.1 (the default) and put a proxy in front.")
+    if not settings.model.exists():
+        raise ServeError(f"--model {settings.model}: no such file or folder; pass the folder `c3d-rt export` wrote "
+                         "or one exported file")
     names = [s.name for s in settings.streams]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
