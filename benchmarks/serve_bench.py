@@ -26,7 +26,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from c3d_rt.engines import open_engine, time_calls  # noqa: E402
+from c3d_rt.engines import engine_options, open_engine, time_calls  # noqa: E402
 from c3d_rt.machine import machine_info  # noqa: E402
 from c3d_rt.runtime.stats import LatencyHistogram  # noqa: E402
 from c3d_rt.serve.batcher import Batcher  # noqa: E402
@@ -49,11 +49,7 @@ def merged(streams: list[Stream], stage: str) -> LatencyHistogram:
     """One histogram of ``stage`` over every stream."""
     total = LatencyHistogram()
     for s in streams:
-        h = s.latency[stage]
-        total.counts += h.counts
-        total.count += h.count
-        total.total_ms += h.total_ms
-        total.max_ms = max(total.max_ms, h.max_ms)
+        total.merge(s.latency[stage])
     return total
 
 
@@ -79,8 +75,7 @@ def run_streams(engine, n: int, args) -> dict:
     time.sleep(args.warmup_s)
     start = {s.name: s.totals() for s in streams}
     for s in streams:
-        for h in s.latency.values():
-            h.__init__()  # only the measured span counts
+        s.latency = {stage: LatencyHistogram() for stage in s.latency}  # only the measured span counts
     sizes.clear()
     process = psutil.Process()
     cpu0, t0 = process.cpu_times(), time.perf_counter()
@@ -157,9 +152,9 @@ def main() -> None:
     p.add_argument("--markdown", type=Path)
     args = p.parse_args()
 
-    batch = {"batch": args.max_batch} if args.engine == "auto" else {}  # as serve: auto ranks at the batch it runs
+    options = engine_options(args.engine, batch=args.max_batch)  # as serve: auto ranks at the batch it runs
     engine = open_engine(args.model, args.engine, args.precision, args.device, log=lambda m: print(m, file=sys.stderr),
-                         live=True, **batch)
+                         live=True, **options)
     engine.warmup(batch=args.max_batch)
     alone = best_batched_throughput(engine, args.max_batch, args.iters)
     print(f"engine alone: {alone}", file=sys.stderr)

@@ -25,7 +25,8 @@ from typing import Any, Callable
 import numpy as np
 
 from .artifacts import ArtifactInfo
-from .engines import ENGINES, PRECISIONS, Engine, EngineUnavailable, Plan, load_plan, plans, time_calls
+from .engines import (ENGINES, PRECISIONS, Engine, EngineUnavailable, Plan, engine_options, load_plan, plans,
+                      time_calls)
 from .engines.equivalence import judge, run_batched
 from .engines.registry import (CHECKPOINT, DEVICES, FORMATS, artifact_size_mb, availability, folder_files,
                                library_installed, read_info, source_checkpoint)
@@ -383,8 +384,7 @@ def run_e2e(model_dir: Path, s: BenchSettings, log: Callable[[str], None]) -> di
     frames = max(32, int(s.e2e_seconds * s.e2e_fps))
     summary = run_live(model_dir, f"synthetic@{s.e2e_fps:g}", RunSettings(show=False, max_frames=frames),
                        engine=s.e2e_engine, precision=s.e2e_precision, log=lambda _m: None,
-                       engine_options={"url": s.triton_url} if s.e2e_engine in ENGINES and
-                       ENGINES[s.e2e_engine].remote else None)
+                       engine_options=engine_options(s.e2e_engine, url=s.triton_url))
     g2l, infer, over = (summary.latency_ms[k] for k in ("glass_to_label", "inference", "overhead"))
     result = {"engine": summary.engine, "fps": s.e2e_fps, "frames": summary.frames_read,
               "frames_dropped": summary.frames_dropped, "predictions": summary.predictions,

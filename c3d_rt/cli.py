@@ -15,7 +15,7 @@ from typing import NoReturn, Optional
 import typer
 
 from . import validate
-from .engines.registry import DEVICES, ENGINES, FORMATS, PRECISIONS
+from .engines.registry import DEVICES, ENGINES, FORMATS, PRECISIONS, engine_options
 from .errors import C3DError, describe
 from .runfolder import LAST, check_run_dir, epochs_done
 
@@ -135,11 +135,6 @@ class TritonKind(str, Enum):
 
 TRITON_URL_HELP = ("With --engine triton: the server, http://HOST:8000 or grpc://HOST:8001 (also from "
                    "C3D_RT_TRITON_URL).")
-
-
-def _triton_options(engine: str, url: Optional[str]) -> dict:
-    """The triton engine's options (other engines ignore a URL: it may come from C3D_RT_TRITON_URL)."""
-    return {"url": url} if engine == "triton" else {}
 
 
 class Recipe(str, Enum):
@@ -463,7 +458,7 @@ def webcam(
                            show=show, output=output, log_path=log)
     summary = run_live(model, source, settings, engine=engine.value, precision=precision.value, device=device.value,
                        realtime=realtime, loop=loop, log=lambda m: typer.echo(m, err=True),
-                       engine_options=_triton_options(engine.value, triton_url))
+                       engine_options=engine_options(engine.value, url=triton_url))
     typer.echo(summary.format())
     if summary_json:
         _write_json(summary_json, summary.to_dict())

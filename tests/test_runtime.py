@@ -122,6 +122,16 @@ def test_postprocessor_smooths_thresholds_and_ranks():
     assert top[0][0] == "b" and smoothed[0] == ("b", pytest.approx(0.5)) and label is None  # 0.5 < threshold
 
 
+def test_latency_histograms_merge_into_one_over_every_sample():
+    a, b, whole = LatencyHistogram(), LatencyHistogram(), LatencyHistogram()
+    for i, ms in enumerate(np.linspace(1, 200, 400)):
+        (a if i % 3 else b).add(ms)
+        whole.add(ms)
+    a.merge(b)
+    assert a.count == whole.count == 400 and a.max_ms == whole.max_ms
+    assert a.summary() == pytest.approx(whole.summary())
+
+
 def test_latency_histogram_percentiles_within_one_percent():
     samples = np.random.default_rng(0).lognormal(1.0, 0.8, 20000)
     hist = LatencyHistogram()

@@ -9,8 +9,8 @@ ONNX Runtime alone (no torch, no OpenVINO) runs the ONNX engines.
 """
 
 from .base import Engine, EngineError, EngineUnavailable, time_calls
-from .registry import (DEVICES, ENGINES, FORMATS, PRECISIONS, Format, Plan, load_engine, load_plan, plans, resolve,
-                       resolve_device)
+from .registry import (DEVICES, ENGINES, FORMATS, PRECISIONS, Format, Plan, engine_options, load_engine, load_plan,
+                       plans, resolve, resolve_device)
 
 
 def choose(*args, **kwargs):
@@ -28,4 +28,4 @@ def open_engine(*args, **kwargs) -> Engine:
 
 
 __all__ = ["DEVICES", "ENGINES", "FORMATS", "PRECISIONS", "Engine", "EngineError", "EngineUnavailable", "Format",
-           "Plan", "choose", "load_engine", "open_engine", "load_plan", "plans", "resolve", "resolve_device", "time_calls"]
+           "Plan", "choose", "engine_options", "load_engine", "open_engine", "load_plan", "plans", "resolve", "resolve_device", "time_calls"]

@@ -162,6 +162,14 @@ def precision_unavailable(plan: "Plan") -> str:
     return ""
 
 
+def engine_options(engine: str, *, url: str | None = None, batch: int = 1) -> dict:
+    """What ``open_engine`` needs for ``engine`` beyond the model: a remote engine's server URL, and the batch
+    size ``auto`` times its candidates at; other engines take neither."""
+    if engine == "auto":
+        return {"batch": batch} if batch > 1 else {}
+    return {"url": url} if engine in ENGINES and ENGINES[engine].remote else {}
+
+
 def resolve_device(device: str, engine: str | None = None) -> str:
     """``auto``: cuda where the engine (or, without one, the driver) can use a GPU here, else cpu."""
     if device not in (*DEVICES, "auto"):

@@ -33,6 +33,13 @@ class LatencyHistogram:
         self.total_ms += ms
         self.max_ms = max(self.max_ms, ms)
 
+    def merge(self, other: "LatencyHistogram") -> None:
+        """Add ``other``'s samples to these (one histogram over many streams)."""
+        self.counts += other.counts
+        self.count += other.count
+        self.total_ms += other.total_ms
+        self.max_ms = max(self.max_ms, other.max_ms)
+
     def percentile(self, q: float) -> float | None:
         """The ``q``-th percentile (0-100) in milliseconds, or None without samples."""
         if not self.count:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import hmac
 import json
 import time
@@ -79,14 +80,18 @@ async def guard_middleware(request: web.Request, handler):
         return error(exc.status, exc.text or exc.reason)
 
 
+@functools.cache
+def _dashboard_html() -> str:
+    return resources.files("c3d_rt.serve").joinpath("dashboard.html").read_text(encoding="utf-8")
+
+
 async def dashboard(request: web.Request) -> web.StreamResponse:
     server = request.app[SERVER_KEY]
     if server.settings.token and request.query.get("token"):  # set the cookie, then drop the token from the URL
         response = web.HTTPFound("/")
         response.set_cookie(COOKIE, request.query["token"], httponly=True, samesite="Strict", path="/")
         return response
-    html = resources.files("c3d_rt.serve").joinpath("dashboard.html").read_text(encoding="utf-8")
-    return web.Response(text=html, content_type="text/html", headers={"Cache-Control": "no-store"})
+    return web.Response(text=_dashboard_html(), content_type="text/html", headers={"Cache-Control": "no-store"})
 
 
 async def list_streams(request: web.Request) -> web.Response:
@@ -155,7 +160,7 @@ async def events(request: web.Request) -> web.StreamResponse:
                 continue
             if event is None:
                 break
-            lost, queue.lost = getattr(queue, "lost", 0), 0
+            lost, queue.lost = queue.lost, 0
             if lost:
                 await response.write(f"event: lost\ndata: {json.dumps({'lost': lost})}\n\n".encode())
             await response.write(f"event: prediction\ndata: {json.dumps(event)}\n\n".encode())

@@ -32,7 +32,6 @@ class Batcher:
         self.clips = np.empty((max_batch, *engine.input_shape), np.float32)
         self.due = threading.Event()
         self.stop_event = threading.Event()
-        self.batches = 0
         self.error: BaseException | None = None
         self._rotation = 0
         self.thread = threading.Thread(target=self._loop, name="c3d-rt-batcher", daemon=True)
@@ -75,11 +74,11 @@ class Batcher:
         if not streams:
             return taken
         start = self._rotation % len(streams)
-        already = {id(s) for s, _ in taken}
+        already = {stream for stream, _ in taken}
         for stream in streams[start:] + streams[:start]:
             if len(taken) >= self.max_batch:
                 break
-            if id(stream) in already:
+            if stream in already:
                 continue
             window = stream.take(self.clips[len(taken)])
             if window is not None:
@@ -92,7 +91,6 @@ class Batcher:
         t0 = time.perf_counter()
         logits = self.engine(self.clips[:n])
         t1 = time.perf_counter()
-        self.batches += 1
         if self.on_batch is not None:
             self.on_batch(n, t1 - t0)
         for row, (stream, window) in enumerate(taken):

@@ -20,9 +20,10 @@ def read_streams(options: list[str], config: Path | None, defaults: StreamSpec) 
     streams, bare = [], 0
     for text in options:
         name = text.partition("=")[0]
-        if "=" not in text or "://" in name or not NAME_PATTERN.match(name):  # a bare SPEC (even a/b=c.mp4)
+        if "=" not in text or not NAME_PATTERN.match(name):  # a bare SPEC (even a/b=c.mp4 or rtsp://u:p=x@h)
             text, bare = f"cam{bare}={text}", bare + 1
-        streams.append(StreamSpec.parse_option(text, defaults))
+        name, _, source = text.partition("=")
+        streams.append(StreamSpec.from_dict({"name": name, "source": source}, defaults))
     if config is not None:
         streams += read_config(config, defaults)
     return streams

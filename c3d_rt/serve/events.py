@@ -19,10 +19,16 @@ WEBHOOK_RETRY_S = (0.5, 1.0, 2.0)  # waits between attempts; len + 1 attempts in
 WEBHOOK_TIMEOUT_S = 5.0
 
 
+class ClientQueue(asyncio.Queue):
+    """One SSE client's events, and how many it lost for being slow since it was last told."""
+
+    lost = 0
+
+
 class EventHub:
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
-        self.clients: set[asyncio.Queue] = set()
+        self.clients: set[ClientQueue] = set()
         self.closed = False
 
     def publish_threadsafe(self, event: dict) -> None:
@@ -34,15 +40,15 @@ class EventHub:
         for queue in list(self.clients):
             if queue.full():
                 queue.get_nowait()
-                queue.lost = getattr(queue, "lost", 0) + 1  # type: ignore[attr-defined]
+                queue.lost += 1
             queue.put_nowait(event)
 
-    def subscribe(self) -> asyncio.Queue:
-        queue: asyncio.Queue = asyncio.Queue(CLIENT_QUEUE)
+    def subscribe(self) -> ClientQueue:
+        queue = ClientQueue(CLIENT_QUEUE)
         self.clients.add(queue)
         return queue
 
-    def unsubscribe(self, queue: asyncio.Queue) -> None:
+    def unsubscribe(self, queue: ClientQueue) -> None:
         self.clients.discard(queue)
 
     def close(self) -> None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-import os
 import signal
 import threading
 from dataclasses import dataclass, field
@@ -111,15 +110,12 @@ class Server:
 
     def load_engine(self) -> None:
         """Blocking (run it in an executor): open, warm up and describe the engine, then start the batcher."""
-        from ..engines import open_engine
+        from ..engines import engine_options, open_engine
         from .batcher import Batcher
 
         s = self.settings
-        # auto ranks the engines at the batch size the server will run
-        batch = {"batch": s.max_batch} if s.engine == "auto" else {}
-        if s.engine == "triton":
-            batch = {"url": s.triton_url}
-        engine = open_engine(s.model, s.engine, s.precision, s.device, log=self.log, live=True, **batch)
+        options = engine_options(s.engine, url=s.triton_url, batch=s.max_batch)  # auto times at the server's batch
+        engine = open_engine(s.model, s.engine, s.precision, s.device, log=self.log, live=True, **options)
         engine.warmup(batch=1)
         if s.max_batch > 1:
             engine.warmup(batch=s.max_batch)
@@ -212,8 +208,7 @@ class Server:
         return True, f"{len(running)} stream(s) running"
 
 
-async def serve_async(settings: ServeSettings, log: Callable[[str], None] = print,
-                      on_listening: Callable[[str], None] | None = None) -> int:
+async def serve_async(settings: ServeSettings, log: Callable[[str], None] = print) -> int:
     """Run until SIGINT/SIGTERM (or the engine fails); returns the exit status."""
     from aiohttp import web
 
@@ -238,8 +233,6 @@ async def serve_async(settings: ServeSettings, log: Callable[[str], None] = prin
     port = runner.addresses[0][1] if runner.addresses else settings.port
     url = f"http://{settings.host if ':' not in settings.host else f'[{settings.host}]'}:{port}/"
     log(f"listening on {url} (dashboard; API under /api, metrics at /metrics)")
-    if on_listening is not None:
-        on_listening(url)
     status = 0
     try:
         if await _load_unless_stopped(server, loop):
@@ -274,7 +267,3 @@ async def _load_unless_stopped(server: Server, loop: asyncio.AbstractEventLoop) 
 def run_server(settings: ServeSettings, log: Callable[[str], None] = print) -> int:
     check_settings(settings)
     return asyncio.run(serve_async(settings, log))
-
-
-def token_from_env(token: str | None) -> str | None:
-    return token or os.environ.get(TOKEN_ENV) or None

@@ -10,6 +10,7 @@ stream shows ``reconnecting`` with the error and tries again, with back-off.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import threading
 import time
@@ -97,15 +98,6 @@ class StreamSpec:
                       "threshold": float(values["threshold"])})
         check_name(spec.name)
         return spec
-
-    @classmethod
-    def parse_option(cls, text: str, defaults: "StreamSpec") -> "StreamSpec":
-        """``--source NAME=SPEC``; a bare SPEC is named ``cam0``, ``cam1``... by the caller."""
-        name, sep, source = text.partition("=")
-        if not sep or not name or "://" in name:
-            raise StreamSpecError(f"--source {text!r}: expected NAME=SPEC, e.g. door=rtsp://10.0.0.5/stream or "
-                                  "lab=synthetic")
-        return cls.from_dict({"name": name, "source": source}, defaults)
 
 
 def check_name(name: str) -> None:
@@ -207,40 +199,39 @@ class Stream:
     # --- capture thread ---------------------------------------------------------------------------
 
     def _capture_loop(self) -> None:
-        failures = 0
+        failures = 0  # in a row: each one waits longer before the next attempt
         while not self.stop_event.is_set():
-            source = self._open(failures)
-            if source is None:
-                failures += 1
-                continue
-            ended_cleanly, frames = self._read_all(source)
-            if self.stop_event.is_set():
-                break
-            if ended_cleanly:
-                self.state = "ended"
-                self.error = source.end_reason or "end of file"
-                self.log(f"stream {self.name}: {self.error}")
-                break
-            failures = 0 if frames >= HEALTHY_FRAMES else failures + 1  # a flapping source backs off too
-            self._set_reconnecting(source.end_reason or "the source stopped delivering frames", failures)
+            source = self._open()
+            if source is not None:
+                ended_cleanly, frames = self._read_all(source)
+                if self.stop_event.is_set():
+                    break
+                if ended_cleanly:
+                    self.state = "ended"
+                    self.error = source.end_reason or "end of file"
+                    self.log(f"stream {self.name}: {self.error}")
+                    break
+                if frames >= HEALTHY_FRAMES:  # a flapping source keeps backing off
+                    failures = 0
+                self._set_reconnecting(source.end_reason or "the source stopped delivering frames")
             self.stop_event.wait(BACKOFF_S[min(failures, len(BACKOFF_S) - 1)])
+            failures += 1
         if self.state != "ended":
             self.state = "stopped" if self.stop_event.is_set() else self.state
         self.ring.close()
 
-    def _open(self, failures: int) -> VideoSource | None:
+    def _open(self) -> VideoSource | None:
         try:
             source = open_source(self.spec.source, realtime=self.spec.realtime, loop=self.spec.loop, reconnect=False)
         except (SourceError, OSError) as exc:
-            self._set_reconnecting(str(exc).replace(self.spec.source, self.description).rstrip("."), failures)
-            self.stop_event.wait(BACKOFF_S[min(failures, len(BACKOFF_S) - 1)])
+            self._set_reconnecting(str(exc).replace(self.spec.source, self.description).rstrip("."))
             return None
         self.description = redact(source.description)
         self.state, self.error = "running", ""
         self._replace_ring(self._new_ring(source.live))
         return source
 
-    def _set_reconnecting(self, why: str, failures: int) -> None:
+    def _set_reconnecting(self, why: str) -> None:
         if self.state != "reconnecting":
             self.log(f"stream {self.name}: {why}; reconnecting with back-off")
         self.state, self.error = "reconnecting", why
@@ -325,9 +316,8 @@ class Stream:
         """Counters over every connection, the current one included."""
         with self._lock:
             c, ring = self.counters, self.ring
-            return StreamCounters(c.frames, c.frames_dropped, c.windows_due + ring.windows_due,
-                                  c.windows_dropped + ring.windows_dropped, c.predictions, c.reconnects,
-                                  c.label_changes)
+            return dataclasses.replace(c, windows_due=c.windows_due + ring.windows_due,
+                                       windows_dropped=c.windows_dropped + ring.windows_dropped)
 
     def snapshot(self) -> dict:
         """What ``GET /api/streams`` says about this stream."""
@@ -337,8 +327,8 @@ class Stream:
             "frame": p.frame_index, "label": p.label, "prob": round(p.score, 4),
             "topk": [{"label": lb, "prob": round(pr, 4)} for lb, pr in p.topk],
             "latency_ms": p.latency_ms, "age_s": round(time.time() - p.timestamp, 3)}
-        return {"name": self.name, "source": redact(self.spec.source), "description": self.description, "state": self.state,
-                "error": self.error or None, "fps": round(self.clock.fps, 2), "stride": self.spec.stride,
+        return {"name": self.name, "source": redact(self.spec.source), "description": self.description,
+                "state": self.state, "error": self.error or None, "fps": round(self.clock.fps, 2), "stride": self.spec.stride,
                 "frames": totals.frames, "frames_dropped": totals.frames_dropped, "windows_due": totals.windows_due,
                 "windows_dropped": totals.windows_dropped, "predictions": totals.predictions,
                 "reconnects": totals.reconnects, "last_prediction": last,
