@@ -93,18 +93,33 @@ class CameraPath:
         return cls(rng.uniform(2.5, 5.0) * scale_px, rng.uniform(0.015, 0.03), rng.uniform(1.2, 2.5))
 
 
+def camera_matrix(motion: tuple[float, float, float, float], path: CameraPath, tc: float, width: int, height: int,
+                  centre: tuple[float, float], scale: float = 1.0) -> np.ndarray:
+    """Where each pixel of the camera's ``width x height`` view samples the scene at centred time ``tc``.
+
+    A 2x3 matrix from view pixels to scene pixels, for ``cv2.warpAffine(..., WARP_INVERSE_MAP)``. The view's
+    middle looks at ``centre`` of the scene; one view pixel spans ``scale`` scene pixels. Motions are the
+    camera's own, as a camera operator names them: ``pan_right`` turns the camera right, so the scene slides
+    left across the picture; ``zoom_in`` magnifies it; ``tilt_down`` slides it up; ``rotate_cw`` rolls the
+    camera clockwise, so the scene turns counter-clockwise on screen.
+    """
+    dx, dy, dz, dr = motion
+    zoom = math.exp(-dz * path.zoom_rate * tc)  # zooming in, the view covers less of the scene
+    # getRotationMatrix2D's positive angle turns the sampling grid counter-clockwise on screen, so the
+    # picture turns clockwise: a camera rolling clockwise needs the opposite sign.
+    matrix = cv2.getRotationMatrix2D((width / 2, height / 2), -dr * path.turn_rate * tc, zoom * scale)
+    matrix[0, 2] += centre[0] - width / 2 + dx * path.speed * scale * tc  # the view follows the camera
+    matrix[1, 2] += centre[1] - height / 2 + dy * path.speed * scale * tc
+    return matrix
+
+
 def render_view(texture: np.ndarray, motion: tuple[float, float, float, float], path: CameraPath, tc: float,
                 width: int, height: int) -> np.ndarray:
-    """The camera's view at centred time ``tc`` (frames from the middle of the clip), BGR uint8."""
-    dx, dy, dz, dr = motion
+    """The camera's view of the middle of ``texture`` at centred time ``tc`` (frames from the clip's middle)."""
     half = texture.shape[0] / 2
-    scale = math.exp(dz * path.zoom_rate * tc)
-    matrix = cv2.getRotationMatrix2D((width / 2, height / 2), dr * path.turn_rate * tc, scale)
-    # content moves opposite to the camera
-    matrix[0, 2] += half - width / 2 - dx * path.speed * tc
-    matrix[1, 2] += half - height / 2 - dy * path.speed * tc
-    inverse = cv2.invertAffineTransform(matrix)
-    return cv2.warpAffine(texture, inverse, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+    matrix = camera_matrix(motion, path, tc, width, height, (half, half))
+    return cv2.warpAffine(texture, matrix, (width, height), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                          borderMode=cv2.BORDER_REFLECT)
 
 
 def camera_frames(texture: np.ndarray, motion: tuple[float, float, float, float], spec: SynthSpec,
