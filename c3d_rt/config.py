@@ -142,6 +142,10 @@ class TrainConfig:
     channels_last: bool = False  # channels_last_3d memory format for model and clips
     compile: bool = False  # torch.compile the model for training
     clips_per_video: int = 1  # clips drawn from each training video per epoch
+    scale_jitter: float = 0.0  # training clips zoom in by a random window of (1 - this .. 1) x the crop
+    color_jitter: float = 0.0  # training clips' contrast, brightness and channel gains vary by up to this
+    patience: int = 0  # stop after this many epochs without a better validation top-1 (0: never)
+    ema: float = 0.0  # decay of an exponential moving average of the weights, per step (0: off); it is what is saved
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:

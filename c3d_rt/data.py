@@ -4,11 +4,14 @@ A data folder looks like::
 
     DATA/<class>/<video file, or folder of frame images>
     DATA/splits/train.txt, DATA/splits/test.txt   (optional; "Class/video.avi" a line)
+    DATA/splits/val.txt                           (optional; validation apart from the test split)
     DATA/classInd.txt                             (optional; "1 ClassName" a line)
     DATA/dataset.json                             (optional; e.g. {"allow_hflip": false})
 
 Without split files a deterministic, group-aware split is made (UCF101's
-``_gNN_`` groups never straddle train and test).
+``_gNN_`` groups never straddle train and test). With ``val.txt`` training validates
+(and chooses ``best.pt``, and stops early) on it, and the test split is kept for the
+final, unbiased figure; without it training validates on the test split.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import warnings
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -30,7 +33,7 @@ import numpy as np
 from .config import Preprocessing
 from .errors import C3DError
 from .framecache import CACHE_DIR, FrameCache, finished_relpaths, load_frames
-from .transforms import crop_clip, preprocess_clip, random_crop_origin, resize_frame
+from .transforms import augment_clip, crop_clip, random_crop_origin, resize_frame, subtract_mean
 
 VIDEO_EXTENSIONS = (".avi", ".mp4", ".mkv", ".mov", ".webm", ".mpg", ".mpeg", ".m4v", ".wmv", ".flv")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
@@ -198,10 +201,15 @@ def read_class_index(path: Path) -> list[str]:
     return [name for _, name in sorted(entries)]
 
 
-def write_split_lists(root: Path, train: list[str], val: list[str]) -> None:
+def write_split_lists(root: Path, train: list[str], test: list[str], val: list[str] | None = None) -> None:
+    """``splits/train.txt`` and ``test.txt``, and ``val.txt`` where a separate validation split is given."""
     (root / SPLIT_DIR).mkdir(parents=True, exist_ok=True)
     (root / SPLIT_DIR / "train.txt").write_text("".join(f"{p}\n" for p in train))
-    (root / SPLIT_DIR / "test.txt").write_text("".join(f"{p}\n" for p in val))
+    (root / SPLIT_DIR / "test.txt").write_text("".join(f"{p}\n" for p in test))
+    if val is None:
+        (root / SPLIT_DIR / "val.txt").unlink(missing_ok=True)
+    else:
+        (root / SPLIT_DIR / "val.txt").write_text("".join(f"{p}\n" for p in val))
 
 
 def read_split_list(path: Path) -> list[str]:
@@ -246,12 +254,18 @@ class DataSplit:
     root: Path
     classes: list[str]
     train: list[str]
-    val: list[str]
+    val: list[str]  # what training validates on: val.txt where there is one, else test.txt
     allow_hflip: bool = True
+    test: list[str] = field(default_factory=list)  # test.txt, only where val.txt is separate from it
+
+    @property
+    def evaluation(self) -> list[str]:
+        """The split `eval` reports on: the test split."""
+        return self.test or self.val
 
     def to_dict(self) -> dict:
         return {"root": str(self.root), "classes": self.classes, "train": self.train, "val": self.val,
-                "allow_hflip": self.allow_hflip}
+                "test": self.test, "allow_hflip": self.allow_hflip}
 
 
 def unfinished_synth(root: Path, videos: list[str]) -> bool:
@@ -278,10 +292,13 @@ def load_data_split(root: str | Path, val_fraction: float = 0.2, seed: int = 0) 
                         "run was interrupted). Finish it by running the same `c3d-rt synth` command again (it keeps "
                         "the videos already written), or synthesise into a new folder.")
     split_dir = root / SPLIT_DIR
+    test: list[str] = []
     if (split_dir / "train.txt").is_file() and (split_dir / "test.txt").is_file():
         present = set(videos)
         train = [p for p in read_split_list(split_dir / "train.txt") if p in present]
         val = [p for p in read_split_list(split_dir / "test.txt") if p in present]
+        if (split_dir / "val.txt").is_file():
+            val, test = [p for p in read_split_list(split_dir / "val.txt") if p in present], val
     else:
         train, val = group_split(videos, val_fraction, seed)
     meta_file = root / META_FILE
@@ -289,7 +306,7 @@ def load_data_split(root: str | Path, val_fraction: float = 0.2, seed: int = 0) 
         meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
     except (OSError, ValueError) as exc:
         raise DataError(f"{meta_file}: not readable JSON ({exc}). Fix or delete it.") from None
-    return DataSplit(root, classes, train, val, bool(meta.get("allow_hflip", True)))
+    return DataSplit(root, classes, train, val, bool(meta.get("allow_hflip", True)), test)
 
 
 # --- probing: which videos decode, and how many frames they have -------------------
@@ -342,8 +359,10 @@ class VideoClipDataset:
 
     def __init__(self, root: str | Path, relpaths: list[str], classes: list[str], prep: Preprocessing,
                  *, train: bool, hflip: bool | None = None, seed: int = 0, clips_per_video: int = 1,
-                 probe_workers: int = 4, use_cache: bool = True, uint8: bool = False) -> None:
+                 probe_workers: int = 4, use_cache: bool = True, uint8: bool = False, scale_jitter: float = 0.0,
+                 color_jitter: float = 0.0) -> None:
         self.root, self.prep, self.train, self.seed = Path(root), prep, train, seed
+        self.scale_jitter, self.color_jitter = scale_jitter, color_jitter  # training only (augment_clip)
         self.uint8 = uint8  # clips before the mean (see transforms.crop_clip): the trainer subtracts it on the device
         self.hflip = prep.allow_hflip if hflip is None else hflip
         self.class_to_idx = {c: i for i, c in enumerate(classes)}
@@ -407,8 +426,10 @@ class VideoClipDataset:
                                   load_frames(entry) if entry is not None else None)
         origin = random_crop_origin(self.prep, rng) if rng is not None else None
         flip = bool(rng is not None and self.hflip and rng.random() < 0.5)
-        make_clip = crop_clip if self.uint8 else preprocess_clip
-        return make_clip(frames, self.prep, crop_origin=origin, hflip=flip), label
+        clip = crop_clip(frames, self.prep, crop_origin=origin, hflip=flip)
+        if rng is not None and (self.scale_jitter or self.color_jitter):
+            clip = augment_clip(clip, rng, self.scale_jitter, self.color_jitter)
+        return (clip if self.uint8 else subtract_mean(clip, self.prep)), label
 
     def __getitem__(self, index: int) -> tuple[np.ndarray, int]:
         """(clip (3, T, H, W) float32, label)."""

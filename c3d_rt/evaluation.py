@@ -48,7 +48,8 @@ def save_confusion_png(confusion: list[list[int]], labels: list[str], path: str 
 
 def evaluate_checkpoint(ckpt_path: str | Path, data: str | Path, *, batch_size: int = 16, workers: int = 2,
                         device: str = "auto", progress: bool = True) -> dict[str, Any]:
-    """Evaluate a checkpoint on the evaluation split of ``data`` with the checkpoint's own preprocessing."""
+    """Evaluate a checkpoint on the test split of ``data`` (splits/test.txt, also where a val.txt exists) with the
+    checkpoint's own preprocessing."""
     ckpt = load_checkpoint(ckpt_path)
     split = load_data_split(data)
     labels = ckpt.labels or split.classes
@@ -58,11 +59,11 @@ def evaluate_checkpoint(ckpt_path: str | Path, data: str | Path, *, batch_size: 
     if len(labels) != ckpt.model_config.num_classes:
         raise CheckpointError(f"{ckpt_path}: the model has {ckpt.model_config.num_classes} outputs but {data} "
                               f"has {len(labels)} classes.")
-    if not split.val:
+    if not split.evaluation:
         raise DataError(f"{data}: the evaluation split is empty (splits/test.txt lists no readable video).")
     prep = ckpt.preprocessing or Preprocessing.for_model(ckpt.model_config)
     dev = resolve_device(device, Dist())  # --device cuda without a GPU is an error, as in train
-    dataset = VideoClipDataset(split.root, split.val, split.classes, prep, train=False)
+    dataset = VideoClipDataset(split.root, split.evaluation, split.classes, prep, train=False)
     model = ckpt.build_model().to(dev)
     result = evaluate(model, dataset, dev, len(labels), batch_size, workers, progress=progress)
     result.update(checkpoint=str(ckpt_path), data=str(data), labels=labels, skipped_videos=len(dataset.skipped))

@@ -11,8 +11,8 @@ from pathlib import Path
 
 from .errors import C3DError
 
-LAST, BEST, LOG = "last.pt", "best.pt", "log.jsonl"
-RUN_FILES = (LAST, BEST, LOG)
+LAST, BEST, LOG, TEST = "last.pt", "best.pt", "log.jsonl", "test.json"  # test.json: best.pt on the test split
+RUN_FILES = (LAST, BEST, LOG, TEST)
 
 
 class RunFolderError(C3DError):

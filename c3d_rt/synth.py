@@ -22,6 +22,7 @@ from tqdm import tqdm
 from .console import bar_disabled
 from .data import META_FILE, SYNTH_PARTIAL, group_split, write_split_lists
 from .fileio import atomic_write_text
+from .footage import FootageError, footage_frames, shortest_segment
 
 # class name -> (dx, dy, zoom, rotate) unit motion of the camera per frame
 MOTIONS: dict[str, tuple[float, float, float, float]] = {
@@ -48,6 +49,21 @@ class SynthSpec:
     val_fraction: float = 0.25  # held out for evaluation
     seed: int = 0
     classes: tuple[str, ...] = tuple(MOTIONS)
+    footage: str = "texture"  # "texture": random procedural pictures; "real": real videos (footage.py)
+
+    def __post_init__(self) -> None:
+        if self.footage not in FOOTAGE_KINDS:
+            raise ValueError(f"unknown footage {self.footage!r}; expected {' or '.join(FOOTAGE_KINDS)}")
+
+    def role(self, index: int) -> str:
+        """Which split clip ``index`` of a class belongs to on real footage: its first half trains, then a
+        quarter validates (early stopping, model choice) and a quarter tests; each from its own stretch of time."""
+        quarter = max(1, round(self.clips_per_class / 4))
+        return "train" if index < self.clips_per_class - 2 * quarter else \
+            "val" if index < self.clips_per_class - quarter else "test"
+
+
+FOOTAGE_KINDS = ("texture", "real")
 
 
 def random_texture(rng: np.random.Generator, size: int) -> np.ndarray:
@@ -88,9 +104,10 @@ class CameraPath:
     turn_rate: float  # degrees per frame
 
     @classmethod
-    def draw(cls, rng: np.random.Generator, width: int) -> "CameraPath":
+    def draw(cls, rng: np.random.Generator, width: int, pace: float = 1.0) -> "CameraPath":
         scale_px = width / 171  # speeds are tuned at the reference resolution
-        return cls(rng.uniform(2.5, 5.0) * scale_px, rng.uniform(0.015, 0.03), rng.uniform(1.2, 2.5))
+        return cls(rng.uniform(2.5, 5.0) * scale_px * pace, rng.uniform(0.015, 0.03) * pace,
+                   rng.uniform(1.2, 2.5) * pace)
 
 
 def camera_matrix(motion: tuple[float, float, float, float], path: CameraPath, tc: float, width: int, height: int,
@@ -157,7 +174,10 @@ def make_clip(root: Path, spec: SynthSpec, cls: str, index: int) -> str:
     target = root / rel
     if not target.exists():
         rng = np.random.default_rng([spec.seed, spec.classes.index(cls), index])
-        frames = camera_frames(view_texture(rng, spec.width, spec.height), MOTIONS[cls], spec, rng)
+        if spec.footage == "real":
+            frames = footage_frames(MOTIONS[cls], spec.frames, spec.width, spec.height, spec.role(index), index, rng)
+        else:
+            frames = camera_frames(view_texture(rng, spec.width, spec.height), MOTIONS[cls], spec, rng)
         write_video(target, frames)
     return rel
 
@@ -207,6 +227,19 @@ def clips_written(root: str | Path, spec: SynthSpec) -> int:
     return sum((root / clip_name(c, i)).is_file() for c in spec.classes for i in range(spec.clips_per_class))
 
 
+def split_clips(relpaths: list[str], spec: SynthSpec) -> tuple[list[str], list[str], list[str] | None]:
+    """train, test and (real footage only) validation lists: by the footage's time segments, else by group."""
+    if spec.footage != "real":
+        return (*group_split(relpaths, spec.val_fraction, spec.seed), None)
+    roles = {role: [] for role in ("train", "val", "test")}
+    for rel in relpaths:
+        roles[spec.role(int(CLIP_INDEX.search(rel).group(1)))].append(rel)
+    return roles["train"], roles["test"], roles["val"]
+
+
+CLIP_INDEX = re.compile(r"_g(\d{3})_c01\.avi$")
+
+
 def synthesize(root: str | Path, spec: SynthSpec = SynthSpec(), workers: int = 2, progress: bool = True,
                log=lambda _m: None) -> Path:
     """Write the synthetic data set to ``root``; a re-run with the same spec keeps the clips already written.
@@ -218,6 +251,10 @@ def synthesize(root: str | Path, spec: SynthSpec = SynthSpec(), workers: int = 2
     unknown = [c for c in spec.classes if c not in MOTIONS]
     if unknown:
         raise ValueError(f"unknown synthetic classes {unknown}; choose from {', '.join(MOTIONS)}")
+    if spec.footage == "real" and spec.frames > shortest_segment():
+        raise FootageError(f"real-footage clips hold at most {shortest_segment()} frames (the shortest stretch of "
+                           f"footage a split may use); {spec.frames} were asked for. Use --frames "
+                           f"{shortest_segment()} or fewer.")
     root.mkdir(parents=True, exist_ok=True)
     previous = previous_spec(root)
     (root / META_FILE).unlink(missing_ok=True)  # from here on the set is unfinished until the end
@@ -234,8 +271,7 @@ def synthesize(root: str | Path, spec: SynthSpec = SynthSpec(), workers: int = 2
         relpaths = list(tqdm(results, total=len(jobs), desc="synth", unit="clip", disable=bar_disabled(progress)))
     finally:  # on Ctrl-C, stop at once: clips not yet started are cancelled, those running finish whole
         pool.shutdown(wait=True, cancel_futures=True)
-    train, val = group_split(relpaths, spec.val_fraction, spec.seed)
-    write_split_lists(root, train, val)
+    write_split_lists(root, *split_clips(relpaths, spec))
     (root / "classInd.txt").write_text("".join(f"{i + 1} {c}\n" for i, c in enumerate(spec.classes)))
     meta = {"generator": "c3d-rt synth", "allow_hflip": False, "spec": spec_dict(spec)}
     atomic_write_text(json.dumps(meta, indent=2), root / META_FILE)  # last: the set is complete

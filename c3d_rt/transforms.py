@@ -84,9 +84,39 @@ def preprocess_clip(
     ``crop_origin`` is ``(top, left)`` in the resized frame (the centre when None);
     ``hflip`` mirrors every frame (training augmentation).
     """
-    clip = crop_clip(frames_bgr, prep, crop_origin=crop_origin, hflip=hflip)
+    return subtract_mean(crop_clip(frames_bgr, prep, crop_origin=crop_origin, hflip=hflip), prep)
+
+
+def subtract_mean(clip: np.ndarray, prep: Preprocessing) -> np.ndarray:
+    """``crop_clip``'s uint8 ``(3, T, c, c)`` -> the network's float32 clip."""
     mean = np.asarray(prep.mean_bgr, dtype=np.float32).reshape(3, 1, 1, 1)
     return np.subtract(clip, mean, dtype=np.float32)
+
+
+def augment_clip(clip: np.ndarray, rng: np.random.Generator, scale_jitter: float = 0.0,
+                 color_jitter: float = 0.0) -> np.ndarray:
+    """Training-only changes that keep what the clip shows happening: the same for every frame of the clip.
+
+    ``scale_jitter`` s: a square window of (1 - s .. 1) x the crop, anywhere in it, resized back up (a closer
+    camera; motion keeps its direction). ``color_jitter`` j: contrast and brightness change by up to j
+    (brightness j x 64 levels) and each colour channel's gain by up to j / 2 (other light, another camera).
+    ``clip`` is ``crop_clip``'s uint8 ``(3, T, c, c)``; so is the result.
+    """
+    if scale_jitter > 0:
+        c = clip.shape[-1]
+        side = int(round(c * rng.uniform(1 - scale_jitter, 1)))
+        if side < c:
+            top, left = (int(v) for v in rng.integers(0, c - side + 1, 2))
+            frames = clip[:, :, top : top + side, left : left + side].transpose(1, 2, 3, 0)  # (T, s, s, 3)
+            clip = np.stack([cv2.resize(np.ascontiguousarray(f), (c, c), interpolation=cv2.INTER_LINEAR)
+                             for f in frames]).transpose(3, 0, 1, 2)
+    if color_jitter > 0:
+        contrast = 1 + rng.uniform(-color_jitter, color_jitter)
+        gains = contrast * (1 + rng.uniform(-color_jitter / 2, color_jitter / 2, 3)).reshape(3, 1, 1, 1)
+        mean = clip.mean()
+        shifted = (clip.astype(np.float32) - mean) * gains + mean + rng.uniform(-color_jitter, color_jitter) * 64
+        clip = np.clip(np.rint(shifted), 0, 255).astype(np.uint8)
+    return np.ascontiguousarray(clip)
 
 
 def random_crop_origin(prep: Preprocessing, rng: np.random.Generator) -> tuple[int, int]:

