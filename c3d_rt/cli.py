@@ -296,17 +296,16 @@ def train(
     cfg.ema = cfg.ema if ema is None else ema
     given = {"width": width, "crop_size": crop_size, "frame_interval": frame_interval, "hflip": hflip,
              "epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed, "recipe": recipe.value,
-             "pretrained": str(pretrained)}
+             "pretrained": str(pretrained), "patience": patience, "ema": ema, "scale_jitter": scale_jitter,
+             "color_jitter": color_jitter}
     try:
         result = fit(data, out, model_config=model_config, prep=prep, cfg=cfg, pretrained=pretrained, resume=resume,
                      overwrite=overwrite, expect={k: v for k, v in given.items() if _explicit(ctx, k)},
                      device=device.value, hflip=hflip, tensorboard=tensorboard)
     except KeyboardInterrupt:
         _interrupted_training(data, out)
-    if result.test_metrics:
-        typer.echo(f"test top-1 {result.test_metrics['test_top1']:.3f} ({result.test_metrics['test_clips']} clips "
-                   f"that no choice has seen) with best.pt, chosen at epoch {result.test_metrics['best_epoch']} by its "
-                   f"validation top-1 {result.best_top1:.3f}; checkpoints in {result.run_dir}")
+    if result.test_metrics:  # the test figure itself was said as training ended
+        typer.echo(f"checkpoints in {result.run_dir}; best.pt's test figures in {result.run_dir / 'test.json'}")
     elif result.best_split == "validation":
         typer.echo(f"best top-1 {result.best_top1:.3f} on the validation split "
                    f"({result.last_metrics.get('val_clips', 0)} clips); checkpoints in {result.run_dir}")

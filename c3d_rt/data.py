@@ -257,6 +257,7 @@ class DataSplit:
     val: list[str]  # what training validates on: val.txt where there is one, else test.txt
     allow_hflip: bool = True
     test: list[str] = field(default_factory=list)  # test.txt, only where val.txt is separate from it
+    notes: list[str] = field(default_factory=list)  # what a user should know about this data before trusting it
 
     @property
     def evaluation(self) -> list[str]:
@@ -299,6 +300,7 @@ def load_data_split(root: str | Path, val_fraction: float = 0.2, seed: int = 0) 
         val = [p for p in read_split_list(split_dir / "test.txt") if p in present]
         if (split_dir / "val.txt").is_file():
             val, test = [p for p in read_split_list(split_dir / "val.txt") if p in present], val
+            check_separate(split_dir, train, val, test)
     else:
         train, val = group_split(videos, val_fraction, seed)
     meta_file = root / META_FILE
@@ -306,7 +308,27 @@ def load_data_split(root: str | Path, val_fraction: float = 0.2, seed: int = 0) 
         meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
     except (OSError, ValueError) as exc:
         raise DataError(f"{meta_file}: not readable JSON ({exc}). Fix or delete it.") from None
-    return DataSplit(root, classes, train, val, bool(meta.get("allow_hflip", True)), test)
+    notes = [MIRRORED_SYNTH.format(root=root)] if meta.get("generator") == "c3d-rt synth" and \
+        meta.get("motion_names") != "camera" else []
+    return DataSplit(root, classes, train, val, bool(meta.get("allow_hflip", True)), test, notes)
+
+
+MIRRORED_SYNTH = ("{root} is a synthetic motion set written before 2026-11-25, whose class names are mirrored (its "
+                  "pan_right shows a left pan, zoom_in a zoom out): a model trained on it names real camera motion "
+                  "backwards. Write it again with the same `c3d-rt synth` command and retrain.")
+
+
+def check_separate(split_dir: Path, train: list[str], val: list[str], test: list[str]) -> None:
+    """A separate validation split must hold videos, and no video may sit in two of the three splits."""
+    if not val:
+        raise DataError(f"{split_dir / 'val.txt'}: lists no video of this folder. List the validation videos there "
+                        "(\"Class/video.avi\" a line), or delete it to validate on test.txt.")
+    lists = {"train": train, "val": val, "test": test}
+    for a, b in (("train", "val"), ("val", "test"), ("train", "test")):
+        both = sorted(set(lists[a]) & set(lists[b]))
+        if both:
+            raise DataError(f"{split_dir}: {len(both)} videos are in both {a}.txt and {b}.txt (e.g. {both[0]}); "
+                            "a video in two splits makes the held-out figures optimistic. Keep each in one.")
 
 
 # --- probing: which videos decode, and how many frames they have -------------------

@@ -64,6 +64,7 @@ class SynthSpec:
 
 
 FOOTAGE_KINDS = ("texture", "real")
+MIN_REAL_CLIPS = 8  # per class: a quarter (2) each for val and test, so each split sees both source videos
 
 
 def random_texture(rng: np.random.Generator, size: int) -> np.ndarray:
@@ -169,16 +170,19 @@ def clip_name(cls: str, index: int) -> str:
     return f"{cls}/{cls}_g{index:03d}_c01.avi"
 
 
+def clip_frames(spec: SynthSpec, cls: str, index: int) -> list[np.ndarray]:
+    """The frames of clip ``index`` of class ``cls``: a function of the spec alone (the same seed, the same clip)."""
+    rng = np.random.default_rng([spec.seed, spec.classes.index(cls), index])
+    if spec.footage == "real":
+        return footage_frames(MOTIONS[cls], spec.frames, spec.width, spec.height, spec.role(index), index, rng)
+    return camera_frames(view_texture(rng, spec.width, spec.height), MOTIONS[cls], spec, rng)
+
+
 def make_clip(root: Path, spec: SynthSpec, cls: str, index: int) -> str:
     rel = clip_name(cls, index)
     target = root / rel
     if not target.exists():
-        rng = np.random.default_rng([spec.seed, spec.classes.index(cls), index])
-        if spec.footage == "real":
-            frames = footage_frames(MOTIONS[cls], spec.frames, spec.width, spec.height, spec.role(index), index, rng)
-        else:
-            frames = camera_frames(view_texture(rng, spec.width, spec.height), MOTIONS[cls], spec, rng)
-        write_video(target, frames)
+        write_video(target, clip_frames(spec, cls, index))
     return rel
 
 
@@ -227,17 +231,15 @@ def clips_written(root: str | Path, spec: SynthSpec) -> int:
     return sum((root / clip_name(c, i)).is_file() for c in spec.classes for i in range(spec.clips_per_class))
 
 
-def split_clips(relpaths: list[str], spec: SynthSpec) -> tuple[list[str], list[str], list[str] | None]:
+def split_clips(jobs: list[tuple[str, int]], relpaths: list[str],
+                spec: SynthSpec) -> tuple[list[str], list[str], list[str] | None]:
     """train, test and (real footage only) validation lists: by the footage's time segments, else by group."""
     if spec.footage != "real":
         return (*group_split(relpaths, spec.val_fraction, spec.seed), None)
-    roles = {role: [] for role in ("train", "val", "test")}
-    for rel in relpaths:
-        roles[spec.role(int(CLIP_INDEX.search(rel).group(1)))].append(rel)
+    roles: dict[str, list[str]] = {role: [] for role in ("train", "val", "test")}
+    for (_, index), rel in zip(jobs, relpaths):
+        roles[spec.role(index)].append(rel)
     return roles["train"], roles["test"], roles["val"]
-
-
-CLIP_INDEX = re.compile(r"_g(\d{3})_c01\.avi$")
 
 
 def synthesize(root: str | Path, spec: SynthSpec = SynthSpec(), workers: int = 2, progress: bool = True,
@@ -251,6 +253,10 @@ def synthesize(root: str | Path, spec: SynthSpec = SynthSpec(), workers: int = 2
     unknown = [c for c in spec.classes if c not in MOTIONS]
     if unknown:
         raise ValueError(f"unknown synthetic classes {unknown}; choose from {', '.join(MOTIONS)}")
+    if spec.footage == "real" and spec.clips_per_class < MIN_REAL_CLIPS:
+        raise FootageError(f"real footage needs at least {MIN_REAL_CLIPS} clips per class ({spec.clips_per_class} were "
+                           "asked for), so that training, validation and test each get clips of both videos. Use "
+                           f"--clips-per-class {MIN_REAL_CLIPS} or more.")
     if spec.footage == "real" and spec.frames > shortest_segment():
         raise FootageError(f"real-footage clips hold at most {shortest_segment()} frames (the shortest stretch of "
                            f"footage a split may use); {spec.frames} were asked for. Use --frames "
@@ -271,9 +277,9 @@ def synthesize(root: str | Path, spec: SynthSpec = SynthSpec(), workers: int = 2
         relpaths = list(tqdm(results, total=len(jobs), desc="synth", unit="clip", disable=bar_disabled(progress)))
     finally:  # on Ctrl-C, stop at once: clips not yet started are cancelled, those running finish whole
         pool.shutdown(wait=True, cancel_futures=True)
-    write_split_lists(root, *split_clips(relpaths, spec))
+    write_split_lists(root, *split_clips(jobs, relpaths, spec))
     (root / "classInd.txt").write_text("".join(f"{i + 1} {c}\n" for i, c in enumerate(spec.classes)))
-    meta = {"generator": "c3d-rt synth", "allow_hflip": False, "spec": spec_dict(spec)}
+    meta = {"generator": "c3d-rt synth", "allow_hflip": False, "motion_names": "camera", "spec": spec_dict(spec)}
     atomic_write_text(json.dumps(meta, indent=2), root / META_FILE)  # last: the set is complete
     (root / SYNTH_PARTIAL).unlink(missing_ok=True)
     return root

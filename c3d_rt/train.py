@@ -73,8 +73,8 @@ def recipe_setup(recipe: str, pretrained: bool, *, width: float = 1.0, crop_size
         prep = Preprocessing.for_model(model_config, frame_interval=frame_interval)
     except ValueError as exc:  # the config's own checks: a bad --width, --crop-size or --frame-interval
         raise TrainingError(f"{exc}. Pass values that C3D's shape allows (e.g. --crop-size 112, 64 or 48).") from None
-    epochs = epochs or settings.pop("epochs", TrainConfig.epochs)
-    settings.pop("epochs", None)
+    recipe_epochs = settings.pop("epochs", TrainConfig.epochs)
+    epochs = recipe_epochs if epochs is None else epochs
     cfg = TrainConfig(**{**settings, "epochs": epochs, "batch_size": batch_size, "workers": workers, "seed": seed,
                          **({"lr": lr} if lr is not None else {})})
     return model_config, prep, cfg
@@ -408,6 +408,9 @@ def fit(data: str | Path, run_dir: str | Path, *, model_config: ModelConfig | No
     net = DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None) if ddp.enabled else model
     net = torch.compile(net) if cfg.compile else net
     if ddp.main:
+        if cfg.patience and val_set is None:
+            say(f"warning: --patience {cfg.patience} needs a validation split, and there is none: training runs all "
+                f"{cfg.epochs} epochs")
         for warning in split_warnings(split, train_set, val_set, prep):
             say(f"warning: {warning}")
         for note in dict.fromkeys(d.cache_note for d in (train_set, val_set) if d is not None and d.cache_note):
@@ -543,6 +546,8 @@ RESUME_KEYS = {  # CLI option -> where the saved run keeps it
     "frame_interval": ("preprocessing", "frame_interval"), "hflip": ("preprocessing", "allow_hflip"),
     "epochs": ("train_config", "epochs"), "batch_size": ("train_config", "batch_size"),
     "lr": ("train_config", "lr"), "seed": ("train_config", "seed"), "recipe": ("train_config", "optimizer"),
+    "patience": ("train_config", "patience"), "ema": ("train_config", "ema"),
+    "scale_jitter": ("train_config", "scale_jitter"), "color_jitter": ("train_config", "color_jitter"),
 }
 RECIPE_OF_OPTIMIZER = {"sgd": "finetune", "adamw": "scratch"}
 
@@ -568,7 +573,7 @@ def check_resume(run_dir: Path, state: dict[str, Any], data: Path, expect: dict[
             conflicts.append("--pretrained (a resumed run continues from its own last.pt)")
             continue
         section, key = RESUME_KEYS[name]
-        saved = state[section][key]
+        saved = state[section].get(key, getattr(TrainConfig, key, None))  # runs from before a key existed
         saved = RECIPE_OF_OPTIMIZER.get(saved, saved) if name == "recipe" else saved
         if wanted != saved and not (name == "recipe" and wanted == "auto"):
             conflicts.append(f"--{name.replace('_', '-')} {wanted} (the run has {saved})")
@@ -584,11 +589,12 @@ def _check_resume_data(run_dir: Path, split: dict[str, Any], data: Path) -> None
     classes = sorted({p.name for p in data.iterdir() if p.is_dir()} | {r.split("/", 1)[0] for r in cached}) \
         if data.is_dir() else []
     missing_classes = [c for c in split["classes"] if c not in classes]
-    missing = [p for p in split["train"] + split["val"] if not (data / p).exists() and p not in cached]
+    wanted = split["train"] + split["val"] + split.get("test", [])
+    missing = [p for p in wanted if not (data / p).exists() and p not in cached]
     if not data.is_dir() or missing_classes or missing:
         what = ("it is not a folder" if not data.is_dir() else
                 f"it lacks the classes {', '.join(missing_classes[:4])}" if missing_classes else
-                f"{len(missing)} of the run's {len(split['train']) + len(split['val'])} videos are missing "
+                f"{len(missing)} of the run's {len(wanted)} videos are missing "
                 f"(e.g. {missing[0]})")
         raise TrainingError(f"--resume: {run_dir} was trained on {split['root']}, and {data} does not hold that data "
                             f"({what}). Pass the run's data folder.")
@@ -597,7 +603,7 @@ def _check_resume_data(run_dir: Path, split: dict[str, Any], data: Path) -> None
 def split_warnings(split: DataSplit, train_set: VideoClipDataset, val_set: VideoClipDataset | None,
                    prep: Preprocessing) -> list[str]:
     """What makes the reported accuracy mean less than it seems, or a clip differ from what was asked."""
-    notes = []
+    notes = list(split.notes)
     if len(split.classes) == 1:
         notes.append(f"the data has one class ({split.classes[0]}): every prediction is right, so the accuracy "
                         "says nothing. Add a folder of videos for each other class.")

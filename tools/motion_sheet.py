@@ -14,21 +14,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from c3d_rt.footage import footage_frames
-from c3d_rt.synth import MOTIONS, SynthSpec, camera_frames, view_texture
-
-
-def clip_frames(motion: str, index: int, spec: SynthSpec) -> list[np.ndarray]:
-    rng = np.random.default_rng([spec.seed, spec.classes.index(motion), index])
-    if spec.footage == "real":
-        return footage_frames(MOTIONS[motion], spec.frames, spec.width, spec.height, spec.role(index), index, rng)
-    return camera_frames(view_texture(rng, spec.width, spec.height), MOTIONS[motion], spec, rng)
+from c3d_rt.synth import SynthSpec, clip_frames
 
 
 def sheet(spec: SynthSpec, columns: tuple[int, ...]) -> np.ndarray:
     rows = []
     for i, motion in enumerate(spec.classes):
-        frames = clip_frames(motion, i % 2, spec)  # alternate the source video (real footage) down the rows
+        frames = clip_frames(spec, motion, i % 2)  # alternate the source video (real footage) down the rows
         label = np.full((spec.height, 110, 3), 255, np.uint8)
         cv2.putText(label, motion, (4, spec.height // 2 + 5), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1,
                     cv2.LINE_AA)
