@@ -27,10 +27,11 @@ class DemoSettings:
     workers: int = 1
     live_seconds: float = 6.0  # of the synthetic camera at 30 fps
     bench_iters: int = 20
+    ema: float | None = None  # None: the scratch recipe's weight average
 
 
 QUICK = DemoSettings(width=0.0625, crop_size=32, clips_per_class=6, epochs=1, batch_size=8, workers=0,
-                     live_seconds=2.0, bench_iters=3)
+                     live_seconds=2.0, bench_iters=3, ema=0.0)  # a handful of steps: too few to average
 DEMO_ENGINES = ("torch", "torchscript", "torch-export", "ort", "openvino")
 
 
@@ -51,7 +52,8 @@ def run_demo(out: str | Path, quick: bool = False, log=print) -> dict:
     t1 = time.perf_counter()
     log(f"[2/5] training C3D-BN (width {s.width:g}) from scratch for {s.epochs} epochs")
     recipe = {k: v for k, v in RECIPES["scratch"].items() if k != "model"}
-    cfg = TrainConfig(**{**recipe, "epochs": s.epochs, "batch_size": s.batch_size, "workers": s.workers})
+    cfg = TrainConfig(**{**recipe, "epochs": s.epochs, "batch_size": s.batch_size, "workers": s.workers,
+                         **({"ema": s.ema} if s.ema is not None else {})})
     result = fit(out / "data", out / "run", model_config=model_config, prep=prep, cfg=cfg, overwrite=True,
                  log=log)  # the demo's own run folder: a second demo replaces the first, and says so
     t2 = time.perf_counter()

@@ -408,6 +408,10 @@ def fit(data: str | Path, run_dir: str | Path, *, model_config: ModelConfig | No
     net = DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None) if ddp.enabled else model
     net = torch.compile(net) if cfg.compile else net
     if ddp.main:
+        steps = cfg.epochs * max(1, len(train_set) // (cfg.batch_size * ddp.world))
+        if cfg.ema and steps < 3 / (1 - cfg.ema):
+            say(f"warning: the weight average (--ema {cfg.ema:g}) spans about {1 / (1 - cfg.ema):.0f} steps and this run "
+                f"has {steps}: what it saves stays close to the untrained start. Train longer, or pass --ema 0.")
         if cfg.patience and val_set is None:
             say(f"warning: --patience {cfg.patience} needs a validation split, and there is none: training runs all "
                 f"{cfg.epochs} epochs")

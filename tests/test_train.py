@@ -188,7 +188,10 @@ def test_each_recipe_has_its_own_epochs_unless_asked():
 
 def test_weight_average_is_what_is_saved_and_resumes_exactly(tiny_data, tmp_path):
     straight, partial = tmp_path / "straight", tmp_path / "partial"
-    fit(tiny_data, straight, model_config=TINY, prep=TINY_PREP, cfg=_cfg(epochs=2, ema=0.9), **QUIET)
+    said = []
+    fit(tiny_data, straight, model_config=TINY, prep=TINY_PREP, cfg=_cfg(epochs=2, ema=0.9), progress=False,
+        log=said.append)
+    assert any("weight average (--ema 0.9) spans about 10 steps and this run has 8" in m for m in said), said
     last = torch.load(straight / "last.pt", weights_only=True)
     raw, averaged = last["train_state_dict"], last["state_dict"]
     assert not torch.equal(raw["conv1.weight"], averaged["conv1.weight"]) and last["ema_averaged"] > 1
