@@ -95,7 +95,7 @@ def clip_start(num_frames: int, clip_len: int, interval: int, rng: np.random.Gen
     return int(rng.integers(0, slack + 1)) if rng is not None else slack // 2
 
 
-def _read_video_frames(path: Path, wanted: list[int],
+def read_video_frames(path: Path, wanted: list[int],
                        resize: Callable[[np.ndarray], np.ndarray] | None = None) -> tuple[dict[int, np.ndarray], int]:
     """Decode sequentially up to the last wanted index; return the frames (``resize``d if given) and how many
     decoded."""
@@ -139,7 +139,7 @@ def read_clip_frames(path: Path, num_frames: int, clip_len: int, interval: int,
         images = frame_images(path)
         return [cv2.imread(str(images[i])) for i in indices]
     else:
-        frames, decoded = _read_video_frames(path, indices)
+        frames, decoded = read_video_frames(path, indices)
     if len(frames) == len(set(indices)):
         return [frames[i] for i in indices]
     if decoded == 0:
@@ -159,7 +159,7 @@ def decode_all_frames(path: Path, num_frames: int, prep: Preprocessing) -> np.nd
     if path.is_dir():
         frames = {i: resize_frame(cv2.imread(str(p)), prep) for i, p in enumerate(frame_images(path)[:num_frames])}
     else:
-        frames, _ = _read_video_frames(path, list(range(num_frames)), lambda f: resize_frame(f, prep))
+        frames, _ = read_video_frames(path, list(range(num_frames)), lambda f: resize_frame(f, prep))
     if not frames:
         raise VideoReadError(f"{path}: no decodable frame")
     return np.stack([frames[i] for i in range(len(frames))])

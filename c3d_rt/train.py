@@ -447,7 +447,7 @@ def fit(data: str | Path, run_dir: str | Path, *, model_config: ModelConfig | No
                            lr_groups=[g["lr"] for g in optimizer.param_groups], stopped_early=stop)
             top1 = metrics.get("val_top1", metrics["train_top1"])
             if ddp.main:
-                _save_epoch(run_dir, model, optimizer, scaler, epoch, best_top1, split, prep, cfg, metrics, ema)
+                _save_epoch(run_dir, model, optimizer, scaler, epoch, top1, best_top1, split, prep, cfg, metrics, ema)
                 if board is not None:
                     write_epoch_scalars(board, metrics)
                 say(_epoch_line(metrics))
@@ -643,8 +643,8 @@ def _load_resume_state(run_dir: Path, say: Callable[[str], None]) -> dict[str, A
     return state
 
 
-def _save_epoch(run_dir, model, optimizer, scaler, epoch, best_top1, split, prep, cfg, metrics, ema) -> None:
-    top1 = metrics.get("val_top1", metrics["train_top1"])
+def _save_epoch(run_dir, model, optimizer, scaler, epoch, top1, best_top1, split, prep, cfg, metrics, ema) -> None:
+    """last.pt every epoch, best.pt when ``top1`` beats ``best_top1``, and the epoch's log line."""
     ckpt = checkpoint_dict(model, optimizer, scaler, epoch, max(best_top1, top1), split.classes, prep, split, cfg,
                            metrics, ema)
     atomic_save(ckpt, run_dir / LAST)
