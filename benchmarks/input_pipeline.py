@@ -22,15 +22,17 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
+from results_file import machine_tag, write_results
 from torch.utils.data import DataLoader
 
-from c3d_rt.config import ModelConfig, Preprocessing
-from c3d_rt.data import VideoClipDataset, load_data_split
-from c3d_rt.machine import machine_info
-from c3d_rt.prepare import cache_videos
-from c3d_rt.synth import MOTIONS, SynthSpec, camera_frames, view_texture, write_video
-from c3d_rt.transforms import preprocess_clip, random_crop_origin
-from results_file import machine_tag, write_results
+from c3d_rt.core.config import ModelConfig, Preprocessing
+from c3d_rt.core.machine import machine_info
+from c3d_rt.core.motion import MOTIONS, view_texture
+from c3d_rt.core.transforms import preprocess_clip, random_crop_origin
+from c3d_rt.data.cache import cache_videos
+from c3d_rt.data.datasets import VideoClipDataset
+from c3d_rt.data.splits import load_data_split
+from c3d_rt.data.synth import SynthSpec, camera_frames, write_video
 
 SIZE, FRAMES = (320, 240), 175  # UCF101's frame size; 7 s at 25 fps
 

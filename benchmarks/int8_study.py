@@ -20,14 +20,17 @@ from pathlib import Path
 
 import numpy as np
 
-from c3d_rt.bench import bench_machine, device_slug
-from c3d_rt.checkpoint import load_checkpoint
-from c3d_rt.config import Preprocessing
+from c3d_rt.bench.report import device_slug
+from c3d_rt.bench.rows import bench_machine
+from c3d_rt.core.config import Preprocessing
 from c3d_rt.engines import Plan, load_plan, time_calls
 from c3d_rt.engines.equivalence import judge, run_batched
-from c3d_rt.engines.torch_engines import reference_engine
-from c3d_rt.export import artifact_info, data_sets_for, real_clips, resolve_labels, write_onnx_fp32
-from c3d_rt.openvino_ir import write_openvino_int8
+from c3d_rt.engines.pytorch import reference_engine
+from c3d_rt.export.inputs import data_sets_for, real_clips
+from c3d_rt.export.job import artifact_info, resolve_labels
+from c3d_rt.export.onnx import write_onnx_fp32
+from c3d_rt.export.openvino import write_openvino_int8
+from c3d_rt.model.checkpoint import load_checkpoint
 
 VARIANTS = {  # name -> write_openvino_int8 keyword arguments
     "nncf default, fc8 float (the exporter's)": {},

@@ -18,11 +18,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from c3d_rt.bench import BenchSettings, bench_machine, device_slug, run_bench
-from c3d_rt.config import ModelConfig, Preprocessing, TrainConfig
-from c3d_rt.export import export_checkpoint
-from c3d_rt.synth import SynthSpec, synthesize
-from c3d_rt.train import RECIPES, fit
+from c3d_rt.bench.measure import run_bench
+from c3d_rt.bench.report import device_slug
+from c3d_rt.bench.rows import BenchSettings, bench_machine
+from c3d_rt.core.config import ModelConfig, Preprocessing, TrainConfig
+from c3d_rt.data.synth import SynthSpec, synthesize
+from c3d_rt.export.job import export_checkpoint
+from c3d_rt.training.fit import fit
+from c3d_rt.training.recipes import RECIPES
 
 FORMATS = ("torchscript", "torch-export", "aoti")
 ENGINES = ("torch", "torchscript", "torch-export", "aoti")

@@ -24,7 +24,7 @@ if [ -z "${CKPT:-}" ]; then
   CKPT="$WORK/run/last.pt"
 fi
 [ -f "$WORK/export/c3d.onnx" ] || c3d export "$CKPT" --out "$WORK/export"
-NAME="$(python -c 'from c3d_rt.bench import device_slug; print(device_slug())')-$(date +%F)"
+NAME="$(python -c 'from c3d_rt.bench.report import device_slug; print(device_slug())')-$(date +%F)"
 mkdir -p "$RESULTS"
 # shellcheck disable=SC2086  # BENCH_ARGS is a list of options
 c3d bench --model "$WORK/export" --checkpoint "$CKPT" --batch "$BATCH" --iters "$ITERS" --clips 32 \

@@ -21,12 +21,14 @@ import sys
 import time
 from pathlib import Path
 
-from c3d_rt.config import ModelConfig, Preprocessing, TrainConfig
-from c3d_rt.evaluation import evaluate_checkpoint
-from c3d_rt.machine import machine_info
-from c3d_rt.synth import SynthSpec, synthesize
-from c3d_rt.train import RECIPES, fit
 from results_file import machine_tag, write_results
+
+from c3d_rt.core.config import ModelConfig, Preprocessing, TrainConfig
+from c3d_rt.core.machine import machine_info
+from c3d_rt.data.synth import SynthSpec, synthesize
+from c3d_rt.training.evaluation import evaluate_checkpoint
+from c3d_rt.training.fit import fit
+from c3d_rt.training.recipes import RECIPES
 
 # The scratch recipe of c3d-rt 0.1, before this study: the "before" that every variant starts from.
 SCRATCH_0_1 = dict(optimizer="adamw", lr=1e-3, schedule="cosine", fc8_lr_mult=1.0, weight_decay=0.05, warmup_epochs=1,

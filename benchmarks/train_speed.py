@@ -19,13 +19,14 @@ import time
 from pathlib import Path
 
 import torch
+from results_file import machine_tag, write_results
 from torch.utils.data import DataLoader, TensorDataset
 
-from c3d_rt.config import ModelConfig, TrainConfig
-from c3d_rt.machine import cpu_has_bf16, machine_info
-from c3d_rt.model import C3D
-from c3d_rt.train import RECIPES, autocast_dtype, make_optimizer, train_one_epoch
-from results_file import machine_tag, write_results
+from c3d_rt.core.config import ModelConfig, TrainConfig
+from c3d_rt.core.machine import cpu_has_bf16, machine_info
+from c3d_rt.model.c3d import C3D
+from c3d_rt.training.loop import autocast_dtype, make_optimizer, train_one_epoch
+from c3d_rt.training.recipes import RECIPES
 
 
 def run_variant(variant: str, width: float, batch: int, steps: int, warmup: int, device: torch.device) -> dict:

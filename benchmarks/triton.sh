@@ -22,7 +22,7 @@ LOG=$(mktemp)
 SERVER=$!
 trap 'kill $SERVER 2>/dev/null; wait $SERVER 2>/dev/null; rm -f "$LOG"' EXIT
 for _ in $(seq 240); do grep -q serving "$LOG" && break; kill -0 $SERVER || { cat "$LOG"; exit 1; }; sleep 0.5; done
-NAME="triton-${TAG:+$TAG-}$(python -c 'from c3d_rt.bench import device_slug; print(device_slug())')-$(date +%F)"
+NAME="triton-${TAG:+$TAG-}$(python -c 'from c3d_rt.bench.report import device_slug; print(device_slug())')-$(date +%F)"
 mkdir -p "$RESULTS"
 for url in "http://127.0.0.1:$HTTP" "grpc://127.0.0.1:$GRPC"; do
   proto=${url%%:*}

@@ -12,9 +12,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import ModelConfig, Preprocessing, TrainConfig
-from .synth import SynthSpec, synthesize
-from .train import RECIPES, fit
+from .core.config import ModelConfig, Preprocessing, TrainConfig
+from .data.synth import SynthSpec, synthesize
+from .training.fit import fit
+from .training.recipes import RECIPES
 
 
 @dataclass(frozen=True)
@@ -61,7 +62,8 @@ def run_demo(out: str | Path, quick: bool = False, log=print) -> dict:
     log(f"held-out top-1 {top1:.1%} on {result.last_metrics.get('val_clips', 0)} clips "
         f"(synth {t1 - t0:.0f}s, training {t2 - t1:.0f}s)")
     log(f"[3/5] exporting {out / 'run' / 'last.pt'} to {out / 'export'}")
-    from .export import export_checkpoint, format_report_table
+    from .export.job import export_checkpoint
+    from .export.report import format_report_table
 
     report = export_checkpoint(out / "run" / "last.pt", out / "export", log=lambda _m: None)
     log(format_report_table(report))
@@ -84,7 +86,9 @@ def run_live_demo(model: Path, s: DemoSettings, log):
 
 
 def run_bench_demo(model_dir: Path, s: DemoSettings, log):
-    from .bench import BenchSettings, format_table, run_bench
+    from .bench.measure import run_bench
+    from .bench.report import format_table
+    from .bench.rows import BenchSettings
 
     log("[5/5] engines side by side (batch 1; `c3d-rt bench` does more)")
     settings = BenchSettings(engines=DEMO_ENGINES, precisions=("fp32", "int8"), batches=(1,), warmup=2,

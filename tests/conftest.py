@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from c3d_rt.config import ModelConfig, Preprocessing, TrainConfig
-from c3d_rt.synth import SynthSpec, synthesize
-from c3d_rt.train import fit
+from c3d_rt.core.config import ModelConfig, Preprocessing, TrainConfig
+from c3d_rt.data.synth import SynthSpec, synthesize
+from c3d_rt.training.fit import fit
 
 TINY = ModelConfig(num_classes=9, width=0.0625, crop_size=32, dropout=0.0, input_scale=1 / 64, batch_norm=True)
 TINY_PREP = Preprocessing.for_model(TINY)  # resize 49x37, crop 32
@@ -86,7 +86,7 @@ def tiny_ckpt(tiny_data, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_export(tiny_ckpt, tmp_path_factory):
     """(folder, report) of the tiny checkpoint exported in every format."""
-    from c3d_rt.export import export_checkpoint
+    from c3d_rt.export.job import export_checkpoint
 
     out = tmp_path_factory.mktemp("export")
     return out, export_checkpoint(tiny_ckpt, out, calib_clips=8, check_clips=20, log=lambda _m: None)

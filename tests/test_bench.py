@@ -10,7 +10,10 @@ import numpy as np
 import onnx
 import pytest
 
-from c3d_rt.bench import BenchError, BenchSettings, parse_batches, parse_names, run_bench, save_outputs
+from c3d_rt.bench.measure import run_bench
+from c3d_rt.bench.report import save_outputs
+from c3d_rt.bench.rows import BenchError, BenchSettings
+from c3d_rt.cli.options import parse_batches, parse_names
 from c3d_rt.engines import ENGINES
 
 QUICK = BenchSettings(batches=(1, 2), warmup=1, iters=3, clips=8)

@@ -1,10 +1,9 @@
 import pytest
 import torch
 
-from c3d_rt.checkpoint import (SEQUENTIAL_KEYS, CheckpointError, atomic_save, init_from_pretrained,
-                               load_checkpoint)
-from c3d_rt.config import ModelConfig
-from c3d_rt.model import C3D
+from c3d_rt.core.config import ModelConfig
+from c3d_rt.model.c3d import C3D
+from c3d_rt.model.checkpoint import SEQUENTIAL_KEYS, CheckpointError, atomic_save, init_from_pretrained, load_checkpoint
 
 SPORTS = ModelConfig(num_classes=487, width=0.0625, crop_size=112)  # Sports-1M head, narrow for speed
 

@@ -4,9 +4,8 @@ import re
 import subprocess
 import sys
 
-from typer.testing import CliRunner
-
 import c3d_rt.cli as cli
+from typer.testing import CliRunner
 
 runner = CliRunner()
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from c3d_rt.data import INDEX_FILE
+from c3d_rt.data.splits import INDEX_FILE
 from tests.conftest import write_video
 
 REPO = Path(__file__).resolve().parents[1]
@@ -198,8 +198,9 @@ def test_no_row_changed_or_created_a_file(runs):
 
 import re  # noqa: E402
 
-import c3d_rt.cli as cli  # noqa: E402
-from c3d_rt.errors import describe  # noqa: E402
+import c3d_rt.cli as cli
+
+from c3d_rt.core.errors import describe
 
 
 def _main(args: list[str], monkeypatch, capsys) -> tuple[int, str]:
@@ -214,12 +215,12 @@ def _main(args: list[str], monkeypatch, capsys) -> tuple[int, str]:
 
 
 def test_an_unexpected_error_is_one_line_and_a_log(tmp_path, monkeypatch, capsys):
-    import c3d_rt.synth
+    import c3d_rt.data.synth
 
     def boom(*_a, **_k):
         raise RuntimeError("boom: something nobody checks")
 
-    monkeypatch.setattr(c3d_rt.synth, "synthesize", boom)
+    monkeypatch.setattr(c3d_rt.data.synth, "synthesize", boom)
     code, out = _main(["synth", str(tmp_path / "d")], monkeypatch, capsys)
     assert code == 1 and "unexpected RuntimeError: boom: something nobody checks" in out and "--debug" in out
     assert "Traceback" not in out
@@ -231,12 +232,12 @@ def test_an_unexpected_error_is_one_line_and_a_log(tmp_path, monkeypatch, capsys
 
 
 def test_ctrl_c_in_train_says_what_was_saved_and_how_to_go_on(tiny_data, tiny_ckpt, tmp_path, monkeypatch, capsys):
-    import c3d_rt.train
+    import c3d_rt.training.fit
 
     def interrupted(*_a, **_k):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(c3d_rt.train, "fit", interrupted)
+    monkeypatch.setattr(c3d_rt.training.fit, "fit", interrupted)
     code, out = _main(["train", str(tiny_data), "--out", str(tmp_path / "fresh")], monkeypatch, capsys)
     assert code == 130 and "no epoch had finished" in out and f"train {tiny_data} --out {tmp_path / 'fresh'}" in out
     run = shutil.copytree(tiny_ckpt.parent, tmp_path / "run")
@@ -245,12 +246,12 @@ def test_ctrl_c_in_train_says_what_was_saved_and_how_to_go_on(tiny_data, tiny_ck
 
 
 def test_ctrl_c_in_export_names_what_is_left(tiny_ckpt, tmp_path, monkeypatch, capsys):
-    import c3d_rt.export
+    import c3d_rt.export.job
 
     def interrupted(*_a, **_k):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(c3d_rt.export, "export_checkpoint", interrupted)
+    monkeypatch.setattr(c3d_rt.export.job, "export_checkpoint", interrupted)
     code, out = _main(["export", str(tiny_ckpt), "--out", str(tmp_path / "e"), "--formats", "onnx,torchscript"],
                       monkeypatch, capsys)
     assert code == 130 and "nothing" in out and "--formats onnx,torchscript" in out
@@ -258,11 +259,11 @@ def test_ctrl_c_in_export_names_what_is_left(tiny_ckpt, tmp_path, monkeypatch, c
 
 def test_synth_interrupted_then_rerun_then_respecified(tmp_path, monkeypatch, capsys):
     """Ctrl-C leaves a set that train refuses; the same command finishes it; another spec replaces its files."""
-    import c3d_rt.synth
-    from c3d_rt.data import DataError, load_data_split
+    import c3d_rt.data.synth
+    from c3d_rt.data.splits import DataError, load_data_split
 
     dst, made = tmp_path / "synth", []
-    real = c3d_rt.synth.make_clip
+    real = c3d_rt.data.synth.make_clip
 
     def flaky(*args):
         if len(made) >= 5:
@@ -271,13 +272,13 @@ def test_synth_interrupted_then_rerun_then_respecified(tmp_path, monkeypatch, ca
         return real(*args)
 
     small = ["synth", str(dst), "--clips-per-class", "3", "--frames", "16", "--width", "49", "--height", "37"]
-    monkeypatch.setattr(c3d_rt.synth, "make_clip", flaky)
+    monkeypatch.setattr(c3d_rt.data.synth, "make_clip", flaky)
     code, out = _main(small, monkeypatch, capsys)
     assert code == 130 and "of 27 videos are written" in out and "unfinished" in out
     assert not (dst / "dataset.json").exists()
     with pytest.raises(DataError, match="unfinished `c3d-rt synth`"):
         load_data_split(dst)
-    monkeypatch.setattr(c3d_rt.synth, "make_clip", real)
+    monkeypatch.setattr(c3d_rt.data.synth, "make_clip", real)
     assert _main(small, monkeypatch, capsys)[0] == 0
     assert len(load_data_split(dst).train + load_data_split(dst).val) == 27
     assert not (dst / ".synth-partial.json").exists()
@@ -287,7 +288,7 @@ def test_synth_interrupted_then_rerun_then_respecified(tmp_path, monkeypatch, ca
 
 
 def test_a_user_folder_without_dataset_json_still_loads(tmp_path):
-    from c3d_rt.data import load_data_split
+    from c3d_rt.data.splits import load_data_split
 
     for cls in ("wave", "clap"):
         for i in range(3):
@@ -298,7 +299,7 @@ def test_a_user_folder_without_dataset_json_still_loads(tmp_path):
 def test_export_removes_files_of_another_model(tiny_ckpt, tmp_path):
     import json
 
-    from c3d_rt.export import export_checkpoint
+    from c3d_rt.export.job import export_checkpoint
 
     out = tmp_path / "e"
     out.mkdir()

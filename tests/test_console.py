@@ -4,7 +4,7 @@ import warnings
 
 import pytest
 
-from c3d_rt.console import bar_disabled, filter_harmless_warnings, set_verbose
+from c3d_rt.core.console import bar_disabled, filter_harmless_warnings, set_verbose
 
 
 @pytest.mark.parametrize("verbose", [False, True])

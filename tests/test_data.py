@@ -1,9 +1,10 @@
 import numpy as np
 import pytest
 
-from c3d_rt.config import Preprocessing
-from c3d_rt.data import (VideoClipDataset, clip_indices, group_split, load_data_split, read_clip_frames)
-from c3d_rt.transforms import preprocess_clip, preprocess_frame
+from c3d_rt.core.config import Preprocessing
+from c3d_rt.core.transforms import preprocess_clip, preprocess_frame
+from c3d_rt.data.datasets import VideoClipDataset, clip_indices, read_clip_frames
+from c3d_rt.data.splits import group_split, load_data_split
 
 from .conftest import write_video
 

@@ -9,13 +9,15 @@ import shutil
 import numpy as np
 import pytest
 
-from c3d_rt.checkpoint import load_checkpoint
+from c3d_rt.data.datasets import VideoClipDataset
+from c3d_rt.data.splits import load_data_split
 from c3d_rt.engines import ENGINES, EngineError, EngineUnavailable, choose, load_engine
 from c3d_rt.engines.equivalence import judge
-from c3d_rt.engines.registry import missing_library, resolve
-from c3d_rt.engines.torch_engines import reference_engine
-from c3d_rt.export import real_clips
-from c3d_rt.data import VideoClipDataset, load_data_split
+from c3d_rt.engines.pytorch import reference_engine
+from c3d_rt.engines.registry import missing_library
+from c3d_rt.engines.resolve import resolve
+from c3d_rt.export.inputs import real_clips
+from c3d_rt.model.checkpoint import load_checkpoint
 from c3d_rt.runtime import RunSettings, run_live
 
 QUIET = dict(log=lambda _m: None)
@@ -183,7 +185,7 @@ def test_a_file_changed_after_its_proof_is_not_proven_until_verified(tiny_export
     engine.close()
     skipped = {t.key: t.reason for t in choice.trials if t.status == "skipped"}
     assert "no passing check of c3d.onnx as it is now" in skipped["ort/fp32/cpu"]
-    from c3d_rt.export import verify_artifact
+    from c3d_rt.export.verify import verify_artifact
 
     result = verify_artifact(folder / "c3d.onnx", check_clips=8)
     assert result.status == "FAILED"
@@ -193,7 +195,7 @@ def test_a_file_changed_after_its_proof_is_not_proven_until_verified(tiny_export
 
 def test_verify_with_an_engine_records_its_proof(tiny_export, tmp_path, monkeypatch):
     pytest.importorskip("openvino", reason="OpenVINO is not installed (the openvino extra)")
-    from c3d_rt.export import verify_artifact
+    from c3d_rt.export.verify import verify_artifact
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     folder = tmp_path / "export"
@@ -213,9 +215,9 @@ def test_an_unwritable_cache_costs_time_not_the_run(tiny_export, monkeypatch):
 
 def test_a_graph_that_disagrees_with_its_metadata_is_refused_at_load(tiny_export, tmp_path):
     pytest.importorskip("openvino", reason="OpenVINO is not installed (the openvino extra)")
-    from c3d_rt.artifacts import ArtifactError, read_onnx_info
-    from c3d_rt.config import ModelConfig
-    from c3d_rt.openvino_ir import write_openvino_ir
+    from c3d_rt.artifacts.info import ArtifactError, read_onnx_info
+    from c3d_rt.core.config import ModelConfig
+    from c3d_rt.export.openvino import write_openvino_ir
 
     info = read_onnx_info(tiny_export[0] / "c3d.onnx")
     wrong = dataclasses.replace(info, model_config=ModelConfig(**{**info.model_config.to_dict(), "crop_size": 48}))

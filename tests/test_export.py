@@ -6,12 +6,15 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from c3d_rt.artifacts import read_artifact_info
-from c3d_rt.checkpoint import load_checkpoint
+from c3d_rt.artifacts.formats import read_artifact_info
+from c3d_rt.core.config import ModelConfig
 from c3d_rt.engines import FORMATS
-from c3d_rt.export import ExportError, default_formats, export_checkpoint, parse_formats, verify_artifact
-from c3d_rt.config import ModelConfig
-from c3d_rt.model import C3D
+from c3d_rt.export.choice import default_formats, parse_formats
+from c3d_rt.export.inputs import ExportError
+from c3d_rt.export.job import export_checkpoint
+from c3d_rt.export.verify import verify_artifact
+from c3d_rt.model.c3d import C3D
+from c3d_rt.model.checkpoint import load_checkpoint
 
 QUIET = dict(log=lambda _m: None)
 

@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from c3d_rt.cli import app
-from c3d_rt.config import Preprocessing
-from c3d_rt.data import VideoClipDataset, load_data_split
-from c3d_rt.framecache import CACHE_DIR, CacheError, FrameCache, size_dir
-from c3d_rt.prepare import cache_videos
+from c3d_rt.cli.app import app
+from c3d_rt.core.config import Preprocessing
+from c3d_rt.data.cache import cache_videos
+from c3d_rt.data.datasets import VideoClipDataset
+from c3d_rt.data.framecache import CACHE_DIR, CacheError, FrameCache, size_dir
+from c3d_rt.data.splits import load_data_split
 
 from .conftest import write_video
 
@@ -99,8 +100,8 @@ def test_unfinished_entry_is_never_read(data):
 
 
 def test_cache_without_its_videos_still_trains(data, tmp_path):
-    from c3d_rt.config import ModelConfig, TrainConfig
-    from c3d_rt.train import fit
+    from c3d_rt.core.config import ModelConfig, TrainConfig
+    from c3d_rt.training.fit import fit
 
     cache_videos(data, PREP, workers=2, progress=False)
     for video in data.glob("*/*.avi"):
@@ -140,7 +141,7 @@ def test_cli_cache_command(data):
 def test_uint8_clips_with_the_mean_subtracted_on_the_device_equal_float_clips(data):
     import torch
 
-    from c3d_rt.train import network_input
+    from c3d_rt.training.loop import network_input
 
     cache_videos(data, PREP, workers=2, progress=False)
     split = load_data_split(data, val_fraction=0.0)
@@ -156,7 +157,7 @@ def test_uint8_clips_with_the_mean_subtracted_on_the_device_equal_float_clips(da
 
 
 def test_eval_gives_the_same_result_from_the_cache_alone(tiny_data, tiny_ckpt, tmp_path):
-    from c3d_rt.evaluation import evaluate_checkpoint
+    from c3d_rt.training.evaluation import evaluate_checkpoint
 
     from .conftest import TINY_PREP
 

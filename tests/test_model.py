@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from c3d_rt.config import ModelConfig, Preprocessing
-from c3d_rt.model import C3D, build_c3d, count_parameters, head_params, param_groups
+from c3d_rt.core.config import ModelConfig, Preprocessing
+from c3d_rt.model.c3d import C3D, build_c3d, count_parameters, head_params, param_groups
 
 from .conftest import TINY
 

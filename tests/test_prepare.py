@@ -1,5 +1,5 @@
-from c3d_rt.data import load_data_split
-from c3d_rt.prepare import prepare
+from c3d_rt.data.prepare import prepare
+from c3d_rt.data.splits import load_data_split
 
 from .conftest import write_video
 
@@ -65,7 +65,7 @@ def test_prepare_accepts_a_class_folder_tree(tmp_path):
 def test_prepare_never_replaces_another_split_quietly(tmp_path):
     import pytest
 
-    from c3d_rt.data import DataError
+    from c3d_rt.data.splits import DataError
 
     src, dst = _flat_ucf(tmp_path), tmp_path / "prepared"
     prepare(src, dst, val_fraction=0.4, progress=False)

@@ -11,12 +11,13 @@ import numpy as np
 import pytest
 import torch
 
-from c3d_rt.artifacts import ArtifactError, read_artifact_info
-from c3d_rt.bench import BenchSettings, run_bench
-from c3d_rt.checkpoint import load_checkpoint
+from c3d_rt.artifacts.formats import format_of, read_artifact_info
+from c3d_rt.artifacts.info import ArtifactError
+from c3d_rt.bench.measure import run_bench
+from c3d_rt.bench.rows import BenchSettings
 from c3d_rt.engines import FORMATS, load_engine
-from c3d_rt.engines.registry import format_of
-from c3d_rt.export import verify_artifact
+from c3d_rt.export.verify import verify_artifact
+from c3d_rt.model.checkpoint import load_checkpoint
 
 
 def _reference(ckpt_path, clips):

@@ -13,18 +13,17 @@ import onnxruntime as ort
 import psutil
 import pytest
 
-from c3d_rt.artifacts import ArtifactError
-from c3d_rt.config import Preprocessing
-from c3d_rt.data import VideoClipDataset
-from c3d_rt.transforms import softmax
+from c3d_rt.artifacts.info import ArtifactError
+from c3d_rt.core.config import Preprocessing
+from c3d_rt.core.transforms import preprocess_clip, preprocess_frame, softmax
+from c3d_rt.data.datasets import VideoClipDataset
 from c3d_rt.engines import EngineUnavailable, load_engine
 from c3d_rt.runtime import LiveRecognizer, RunSettings, SourceError, open_source, run_live
 from c3d_rt.runtime import sources as sources_module
+from c3d_rt.runtime.prediction import PostProcessor
 from c3d_rt.runtime.ring import FrameRing
-from c3d_rt.runtime.runner import PostProcessor
 from c3d_rt.runtime.sinks import display_unavailable_reason
 from c3d_rt.runtime.stats import LatencyHistogram
-from c3d_rt.transforms import preprocess_clip, preprocess_frame
 
 from .conftest import TINY_PREP, write_video
 from .mjpeg_server import MjpegServer

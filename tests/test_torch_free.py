@@ -10,16 +10,27 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-# What a torch-free runtime and the coming `serve` package import: c3d_rt.runtime and c3d_rt.engines.
-RUNTIME_MODULES = ("c3d_rt", "c3d_rt.runtime", "c3d_rt.runtime.sources", "c3d_rt.synth", "c3d_rt.engines",
-                   "c3d_rt.engines.registry", "c3d_rt.engines.ort", "c3d_rt.engines.openvino_engine",
-                   "c3d_rt.engines.auto", "c3d_rt.engines.equivalence", "c3d_rt.bench", "c3d_rt.cli",
-                   "c3d_rt.data", "c3d_rt.artifacts", "c3d_rt.console", "c3d_rt.serve", "c3d_rt.serve.app",
-                   "c3d_rt.serve.server", "c3d_rt.serve.streams", "c3d_rt.serve.batcher",
-                   "c3d_rt.engines.triton_engine")
+import c3d_rt
+
+# Stages that are torch by nature (the network, the trainer, the writers); everything else is the runtime
+# install's, and must import without torch.
+TORCH_STAGES = ("c3d_rt.model", "c3d_rt.training", "c3d_rt.export")
+TORCH_MODULES = ("c3d_rt.engines.pytorch", "c3d_rt.demo")  # the torch engines; the demo trains
+PACKAGE = Path(c3d_rt.__file__).parent
+RUNTIME_MODULES = tuple(sorted(
+    name for name in (".".join(("c3d_rt",) + p.relative_to(PACKAGE).with_suffix("").parts).removesuffix(".__init__")
+                      for p in PACKAGE.rglob("*.py"))
+    if not name.startswith(TORCH_STAGES) and name not in TORCH_MODULES and not name.endswith("__main__")))
+
+
+def test_the_runtime_list_covers_the_live_box():
+    # guards the guard: the modules a live box runs are in the list
+    assert {"c3d_rt.runtime.runner", "c3d_rt.engines.ort", "c3d_rt.engines.auto", "c3d_rt.serve.main",
+            "c3d_rt.bench.measure", "c3d_rt.cli.main", "c3d_rt.core.motion", "c3d_rt.artifacts.proofs"} <= set(RUNTIME_MODULES)
 
 
 @pytest.fixture

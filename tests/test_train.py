@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from c3d_rt.checkpoint import load_checkpoint
-from c3d_rt.config import TrainConfig
-from c3d_rt.train import TrainingError, fit
+from c3d_rt.core.config import TrainConfig
+from c3d_rt.model.checkpoint import load_checkpoint
+from c3d_rt.training.errors import TrainingError
+from c3d_rt.training.fit import fit
 
 from .conftest import TINY, TINY_PREP
 
@@ -50,7 +51,7 @@ def test_resume_continues_exactly(tiny_data, tmp_path):
 
 def _train_first_epoch_only(data, run, **settings):
     """Run a 2-epoch training that is interrupted after epoch 1 (KeyboardInterrupt in epoch 2)."""
-    import c3d_rt.train as train_mod
+    import c3d_rt.training.fit as train_mod
 
     original = train_mod.train_one_epoch
     calls = {"n": 0}
@@ -122,8 +123,8 @@ def test_tensorboard_without_its_package_names_the_extra(tiny_data, tmp_path, mo
 
 
 def test_precision_choices_on_a_cpu():
-    from c3d_rt.machine import cpu_has_bf16
-    from c3d_rt.train import autocast_dtype
+    from c3d_rt.core.machine import cpu_has_bf16
+    from c3d_rt.training.loop import autocast_dtype
 
     cpu = torch.device("cpu")
     said = []
@@ -144,7 +145,7 @@ def test_channels_last_trains_to_the_same_loss(tiny_data, tmp_path):
 
 @pytest.mark.cuda
 def test_mixed_precision_trains_on_a_gpu(tiny_data, tmp_path):
-    from c3d_rt.train import autocast_dtype
+    from c3d_rt.training.loop import autocast_dtype
 
     gpu = torch.device("cuda")
     assert autocast_dtype(_cfg(), gpu) == (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
@@ -172,14 +173,14 @@ def test_early_stopping_and_a_test_split_no_choice_has_seen(tiny_real_data, tmp_
     assert test["best_epoch"] == 1 + max(i for i, r in enumerate(log) if r["stale_epochs"] == 0)
     with pytest.raises(TrainingError, match="stopped early"):
         fit(tiny_real_data, run, resume=True, **QUIET)
-    from c3d_rt.evaluation import evaluate_checkpoint
+    from c3d_rt.training.evaluation import evaluate_checkpoint
 
     again = evaluate_checkpoint(run / "best.pt", data, workers=0, progress=False)  # `c3d-rt eval`
     assert again["val_clips"] == 18 and again["val_top1"] == test["test_top1"]  # it reports on test.txt
 
 
 def test_each_recipe_has_its_own_epochs_unless_asked():
-    from c3d_rt.train import recipe_setup
+    from c3d_rt.training.recipes import recipe_setup
 
     assert recipe_setup("scratch", False)[2].epochs == 60
     assert recipe_setup("finetune", True)[2].epochs == 30

@@ -20,14 +20,15 @@ import numpy as np
 import pytest
 import torch
 
-from c3d_rt.artifacts import ArtifactInfo, read_onnx_info
-from c3d_rt.config import ModelConfig
+from c3d_rt.artifacts.formats import folder_files
+from c3d_rt.artifacts.info import ArtifactInfo, read_onnx_info
+from c3d_rt.artifacts.triton import TritonOptions, config_text, parse_config
+from c3d_rt.core.config import ModelConfig
 from c3d_rt.engines import EngineError, EngineUnavailable, load_engine
 from c3d_rt.engines.equivalence import judge
-from c3d_rt.engines.registry import folder_files
-from c3d_rt.export import ExportError, export_checkpoint
-from c3d_rt.model import C3D
-from c3d_rt.triton_repo import TritonOptions, config_text, parse_config
+from c3d_rt.export.inputs import ExportError
+from c3d_rt.export.job import export_checkpoint
+from c3d_rt.model.c3d import C3D
 
 pytest.importorskip("tritonclient.grpc", reason="needs tritonclient (pip install 'c3d-rt[triton]')")
 
@@ -86,7 +87,7 @@ def test_gpu_instances_and_the_tensorrt_accelerator(triton_export, kind, acceler
 
 
 def test_a_config_triton_would_reject_fails_the_writer(triton_export):
-    from c3d_rt.triton_repo import TritonConfigError
+    from c3d_rt.artifacts.triton import TritonConfigError
 
     text = (triton_export[0] / "triton" / "c3d" / "config.pbtxt").read_text()
     with pytest.raises(TritonConfigError, match="Triton's model-config schema rejects it"):

@@ -14,7 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from c3d_rt.synth import SynthSpec, clip_frames
+from c3d_rt.data.synth import SynthSpec, clip_frames
 
 
 def sheet(spec: SynthSpec, columns: tuple[int, ...]) -> np.ndarray:

@@ -6,26 +6,19 @@
 
 Runtimes are imported only when an engine of theirs is loaded, so a machine with
 ONNX Runtime alone (no torch, no OpenVINO) runs the ONNX engines.
+
+Owns: the Engine contract (:mod:`.base`), the engine table (:mod:`.registry`), resolving a request to a plan
+(:mod:`.resolve`), ``auto`` (:mod:`.auto`), the equivalence rules (:mod:`.equivalence`), one module per
+runtime (:mod:`.pytorch`, :mod:`.ort`, :mod:`.openvino`, :mod:`.triton`). May import: core, artifacts,
+model (the torch engine only, lazily: loading a checkpoint needs torch).
 """
 
-from .base import Engine, EngineError, EngineUnavailable, time_calls
-from .registry import (DEVICES, ENGINES, FORMATS, PRECISIONS, Format, Plan, engine_options, load_engine, load_plan,
-                       plans, resolve, resolve_device)
-
-
-def choose(*args, **kwargs):
-    """``--engine auto``: see :func:`c3d_rt.engines.auto.choose`."""
-    from .auto import choose as _choose
-
-    return _choose(*args, **kwargs)
-
-
-def open_engine(*args, **kwargs) -> Engine:
-    """The engine a command asked for, ``auto`` included: see :func:`c3d_rt.engines.auto.open_engine`."""
-    from .auto import open_engine as _open_engine
-
-    return _open_engine(*args, **kwargs)
-
+from ..artifacts.formats import FORMATS, Format
+from .auto import choose, open_engine
+from .base import DEVICES, PRECISIONS, Engine, EngineError, EngineUnavailable, Plan, time_calls
+from .registry import ENGINES, engine_options, load_plan, resolve_device
+from .resolve import load_engine, plans, resolve
 
 __all__ = ["DEVICES", "ENGINES", "FORMATS", "PRECISIONS", "Engine", "EngineError", "EngineUnavailable", "Format",
-           "Plan", "choose", "engine_options", "load_engine", "open_engine", "load_plan", "plans", "resolve", "resolve_device", "time_calls"]
+           "Plan", "choose", "engine_options", "load_engine", "open_engine", "load_plan", "plans", "resolve",
+           "resolve_device", "time_calls"]

@@ -20,10 +20,12 @@ from typing import Callable
 
 import numpy as np
 
-from ..errors import describe
-from ..fileio import read_json, user_cache_dir, write_json_quietly
-from .base import Engine, EngineError, EngineUnavailable, time_calls
-from .registry import ENGINES, Plan, artifact_sha256, availability, gpu_available, load_plan, plans, resolve, unproven
+from ..artifacts.formats import artifact_sha256
+from ..core.errors import describe
+from ..core.fileio import read_json, user_cache_dir, write_json_quietly
+from .base import Engine, EngineError, EngineUnavailable, Plan, time_calls
+from .registry import ENGINES, gpu_available, load_plan
+from .resolve import availability, plans, resolve, unproven
 
 CACHE_FILE = "auto.json"
 
@@ -156,7 +158,7 @@ def _order(trial: Trial) -> float:
 
 def machine_fingerprint() -> dict:
     """What makes one engine faster than another: the CPU (with its speed flags), the GPU, the versions."""
-    from ..machine import machine_info
+    from ..core.machine import machine_info
 
     return {k: v for k, v in machine_info().items() if k not in ("date", "platform")}
 

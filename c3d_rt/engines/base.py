@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ..artifacts import ArtifactInfo
-from ..errors import C3DError, describe
+from ..artifacts.formats import CHECKPOINT, FORMATS
+from ..artifacts.info import ArtifactInfo
+from ..core.errors import C3DError, describe
 
 
 class EngineError(C3DError):
@@ -82,10 +84,10 @@ class Engine(ABC):
             expected = ", ".join(map(str, self.input_shape))
             raise EngineError(f"{self.path.name}: expected clips as a float32 array (B, {expected}) with B >= 1, "
                               f"got {type(clips).__name__} of shape {shape}. Preprocess frames with "
-                              "c3d_rt.transforms.preprocess_clip and add a batch axis.")
+                              "c3d_rt.core.transforms.preprocess_clip and add a batch axis.")
         if clips.dtype != np.float32:
             raise EngineError(f"{self.path.name}: expected float32 clips (mean-subtracted pixels), got {clips.dtype}. "
-                              "Preprocess frames with c3d_rt.transforms.preprocess_clip (float32).")
+                              "Preprocess frames with c3d_rt.core.transforms.preprocess_clip (float32).")
         return np.ascontiguousarray(clips)
 
     @abstractmethod
@@ -133,3 +135,28 @@ def time_calls(engine, clips: np.ndarray, warmup: int, iters: int) -> list[float
         engine(clips)
         samples.append((time.perf_counter() - t0) * 1e3)
     return samples
+
+
+PRECISIONS = ("fp32", "fp16", "bf16", "int8")
+DEVICES = ("cpu", "cuda")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """One concrete way to run a model: which engine reads which file at which precision on which device."""
+
+    engine: str
+    precision: str
+    device: str
+    path: Path
+    fmt: str  # a FORMATS name, or CHECKPOINT
+
+    @property
+    def key(self) -> str:
+        return f"{self.engine}/{self.precision}/{self.device}"
+
+    @property
+    def lowered(self) -> bool:
+        """Whether the runtime lowers the stored precision itself (OpenVINO bf16, TensorRT fp16, autocast)."""
+        stored = "fp32" if self.fmt == CHECKPOINT else FORMATS[self.fmt].precision
+        return stored != self.precision

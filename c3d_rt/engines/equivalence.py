@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..transforms import softmax
+from ..core.transforms import softmax
 
 FP32_RTOL, FP32_ATOL = 1e-3, 1e-5
 MIN_TOP1_AGREEMENT = 0.99

@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..artifacts import INPUT_NAME, OUTPUT_NAME, ArtifactError, read_onnx_info
-from ..errors import describe
-from ..fileio import user_cache_dir
-from .base import Engine, EngineError, EngineUnavailable
-from .registry import Plan
+from ..artifacts.info import INPUT_NAME, OUTPUT_NAME, ArtifactError, read_onnx_info
+from ..core.errors import describe
+from ..core.fileio import user_cache_dir
+from .base import Engine, EngineError, EngineUnavailable, Plan
 
 CPU, CUDA, TRT = "CPUExecutionProvider", "CUDAExecutionProvider", "TensorrtExecutionProvider"
 

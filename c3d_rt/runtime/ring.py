@@ -2,7 +2,7 @@
 
 The capture thread pushes frames; every ``frame_interval``-th frame of the
 stream is preprocessed once, with the one implementation in
-:mod:`c3d_rt.transforms`, straight into a preallocated slot. Every ``stride``
+:mod:`c3d_rt.core.transforms`, straight into a preallocated slot. Every ``stride``
 pushed frames a window becomes *due*. The inference thread takes windows:
 
 * from a **live** source it only takes a window that became due while it was
@@ -23,8 +23,8 @@ from typing import Callable
 
 import numpy as np
 
-from ..config import Preprocessing
-from ..transforms import normalize_crop, resize_frame
+from ..core.config import Preprocessing
+from ..core.transforms import normalize_crop, resize_frame
 
 
 @dataclass

@@ -7,15 +7,12 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
-from ..errors import C3DError
-
-if TYPE_CHECKING:
-    from .runner import Prediction
+from ..core.errors import C3DError
+from .prediction import Prediction
 
 WINDOW_TITLE = "c3d-rt"
 QUIT_KEYS = (ord("q"), ord("Q"), 27)  # q or Esc
@@ -47,7 +44,7 @@ def display_unavailable_reason() -> str:
     return ""
 
 
-def annotate(image: np.ndarray, prediction: "Prediction | None", status: str) -> np.ndarray:
+def annotate(image: np.ndarray, prediction: Prediction | None, status: str) -> np.ndarray:
     """A copy of ``image`` with the current label, its probability and a status line drawn on it."""
     out = image.copy()
     scale = max(0.4, out.shape[0] / 480)
@@ -94,7 +91,7 @@ class PredictionLog:
         except OSError as exc:
             raise SinkError(f"--log {path}: cannot write there ({exc.strerror}).") from None
 
-    def write(self, prediction: "Prediction") -> None:
+    def write(self, prediction: Prediction) -> None:
         self.file.write(json.dumps(prediction.to_dict()) + "\n")
         self.file.flush()
 

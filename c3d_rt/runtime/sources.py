@@ -18,7 +18,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..errors import C3DError
+from ..core.errors import C3DError
+from ..core.motion import MOTIONS, CameraPath, render_view, view_texture
 
 RECONNECT_DELAYS_S = (0.5, 1.0, 2.0, 4.0)  # back-off between attempts to reopen a lost camera or stream
 DEFAULT_SYNTHETIC_FPS = 30.0
@@ -204,7 +205,6 @@ class SyntheticSource(VideoSource):
 
     def __init__(self, fps: float = DEFAULT_SYNTHETIC_FPS, size: tuple[int, int] = (320, 240), seed: int = 0,
                  segment_frames: int = 64) -> None:
-        from ..synth import MOTIONS, CameraPath, render_view, view_texture
 
         if fps <= 0:
             raise SourceError(f"synthetic source: frame rate must be > 0, got {fps:g}")

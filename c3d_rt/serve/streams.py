@@ -22,10 +22,10 @@ from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 
-from ..config import Preprocessing
-from ..errors import C3DError
+from ..core.config import Preprocessing
+from ..core.errors import C3DError
+from ..runtime.prediction import STAGES, PostProcessor, Prediction, make_prediction
 from ..runtime.ring import FrameRing, Window
-from ..runtime.runner import STAGES, PostProcessor, Prediction, make_prediction
 from ..runtime.sinks import PredictionLog, annotate
 from ..runtime.sources import SourceError, VideoSource, open_source
 from ..runtime.stats import LatencyHistogram

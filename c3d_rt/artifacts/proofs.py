@@ -1,0 +1,80 @@
+"""Reading ``report.json``: which files of an export folder were proven equivalent to the trained model.
+
+The exporter and `verify` write it (:mod:`c3d_rt.export`); ``auto`` and the engines only trust a file whose
+SHA-256 a passing record names.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..core.fileio import read_json
+from .formats import FORMATS, artifact_sha256, folder_files, read_artifact_info
+from .info import ArtifactError
+
+REPORT_FILE = "report.json"  # written by the exporter: which formats were proven, and how
+
+
+def read_report(folder: Path) -> dict:
+    """The exporter's report.json of a folder ({} when there is none or it is unreadable)."""
+    return read_json(Path(folder) / REPORT_FILE, {})
+
+
+def source_checkpoint(folder: Path) -> Path | None:
+    """The checkpoint an export folder's artifacts were made from, if it is still there."""
+    source = read_report(folder).get("source")
+    if isinstance(source, str) and Path(source).is_file():
+        return Path(source)
+    files = list(folder_files(folder).values())
+    for path in files:
+        try:
+            source = read_artifact_info(path).source_path
+        except ArtifactError:
+            continue
+        if source and Path(source).is_file():
+            return Path(source)
+    return None
+
+
+def proven_digests(folder: Path) -> dict[str, str]:
+    """SHA-256 -> format of every file the exporter (or `verify`) proved equivalent, from ``report.json``."""
+    try:
+        return {a["sha256"]: a["format"] for a in read_report(folder)["artifacts"]
+                if a.get("status") == "ok" and a.get("sha256")}
+    except (KeyError, TypeError, AttributeError):
+        return {}
+
+
+def recorded_proof(path: Path) -> dict | None:
+    """The exporter's (or `verify`'s) passing record of this file as it is now (same SHA-256), or None.
+
+    What a machine without torch can check: that a file is the one proven, not the proof itself again.
+    """
+    path = Path(path)
+    try:
+        records = read_report(path.parent)["artifacts"]
+        sha = artifact_sha256(path)
+        return next((a for a in records if a.get("status") == "ok" and a.get("sha256") == sha), None)
+    except (KeyError, TypeError, AttributeError, OSError):
+        return None
+
+
+def _proven_before_digests(folder: Path, path: Path) -> bool:
+    """Reports written before proofs carried a SHA-256: the file under its exported name, same source."""
+    report = read_report(folder)
+    try:
+        ok = {a["format"] for a in report["artifacts"] if a.get("status") == "ok" and "sha256" not in a}
+        name = next((n for n, f in FORMATS.items() if f.file == path.name), None)
+        return name in ok and read_artifact_info(path).source_sha256 == report.get("source_sha256")
+    except (KeyError, TypeError, AttributeError, ArtifactError, OSError):
+        return False
+
+
+def runtime_proofs(folder: Path) -> dict[str, str]:
+    """engine/precision/device -> SHA-256 of the file it was proven on, for precisions a runtime lowers by
+    itself (OpenVINO bf16, TensorRT fp16, autocast): the exporter and ``verify --engine`` record them."""
+    proofs = read_report(folder).get("proofs", [])
+    try:
+        return {p["plan"]: p["sha256"] for p in proofs if p.get("status") == "ok"}
+    except (KeyError, TypeError, AttributeError):
+        return {}

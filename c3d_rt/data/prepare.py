@@ -1,0 +1,167 @@
+"""`c3d-rt prepare`: a flat UCF101 folder (or a class-folder tree) -> class folders + split lists.
+
+The seed's first step, done so that it can be re-run safely: copying is the
+default (``move=True`` moves), files already in place are left alone, and
+``dry_run`` only reports. The split either comes from UCF101's official lists
+or is group-aware, so that the same actors (``_gNN_``) never appear on both sides.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tqdm import tqdm
+
+from ..core.console import bar_disabled
+from .splits import SPLIT_DIR, DataError, group_split, read_class_index, read_split_list, write_split_lists
+from .video import is_frame_folder, is_video
+
+UCF_NAME = re.compile(r"^v_(?P<cls>[A-Za-z0-9]+)_g(?P<group>\d+)_c(?P<clip>\d+)\.\w+$")
+
+
+@dataclass
+class PrepareReport:
+    classes: list[str]
+    copied: int = 0
+    already_there: int = 0
+    skipped: list[str] = field(default_factory=list)  # names that fit no known layout
+    train: int = 0
+    test: int = 0
+    split_source: str = ""
+    dry_run: bool = False
+
+    def summary(self) -> str:
+        verb = "would place" if self.dry_run else "placed"
+        lines = [f"{len(self.classes)} classes; {verb} {self.copied} videos, {self.already_there} already in place",
+                 f"split ({self.split_source}): {self.train} train, {self.test} test"]
+        if self.skipped:
+            lines.append(f"skipped {len(self.skipped)} files that are not UCF101-named videos, e.g. {self.skipped[0]}")
+        return "\n".join(lines)
+
+
+def plan_flat_folder(src: Path, class_names: list[str] | None) -> tuple[dict[str, str], list[str]]:
+    """Map each UCF101-named video to "Class/file"; unrecognised files are returned apart.
+
+    Class names are matched case-insensitively against ``classInd.txt`` when given
+    (UCF101's own lists say ``HandstandPushups`` where the files say ``HandStandPushups``).
+    """
+    canonical = {c.lower(): c for c in class_names or []}
+    plan, skipped = {}, []
+    for path in sorted(src.iterdir()):
+        match = UCF_NAME.match(path.name) if path.is_file() and is_video(path) else None
+        if not match:
+            if path.is_file():
+                skipped.append(path.name)
+            continue
+        cls = canonical.get(match["cls"].lower(), match["cls"])
+        plan[path.name] = f"{cls}/{path.name}"
+    return plan, skipped
+
+
+def plan_class_tree(src: Path) -> dict[str, str]:
+    """A tree that already has one folder per class (HMDB51's layout): keep it as it is."""
+    plan = {}
+    for folder in sorted(p for p in src.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        for item in sorted(folder.iterdir()):
+            if is_video(item) or is_frame_folder(item):
+                plan[f"{folder.name}/{item.name}"] = f"{folder.name}/{item.name}"
+    return plan
+
+
+def _place(src: Path, dst: Path, move: bool) -> bool:
+    """Copy (or move) ``src`` to ``dst`` unless an identical-size file is already there."""
+    if dst.exists() and (dst.is_dir() or dst.stat().st_size == src.stat().st_size):
+        return False
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(f".{dst.name}.partial")
+    if move:
+        shutil.move(str(src), str(dst))
+    elif src.is_dir():
+        shutil.copytree(src, tmp, dirs_exist_ok=True)
+        tmp.replace(dst)
+    else:
+        shutil.copy2(src, tmp)  # a crash leaves only a .partial file, never a short video
+        tmp.replace(dst)
+    return True
+
+
+def official_split(lists: Path, split: int, present: set[str], canonical: dict[str, str]) -> tuple[list[str], list[str]]:
+    """UCF101's trainlist0N/testlist0N, with class names made to match the folders."""
+    def fix(rel: str) -> str:
+        cls, _, name = rel.partition("/")
+        return f"{canonical.get(cls.lower(), cls)}/{name}"
+
+    sides = []
+    for kind in ("train", "test"):
+        path = lists / f"{kind}list{split:02d}.txt"
+        if not path.is_file():
+            raise DataError(f"{path}: missing. Expected UCF101's official list files (classInd.txt, "
+                            f"trainlist0{split}.txt, testlist0{split}.txt) in {lists}.")
+        sides.append([r for r in map(fix, read_split_list(path)) if r in present])
+    return sides[0], sides[1]
+
+
+def prepare(src: str | Path, dst: str | Path, *, lists: str | Path | None = None, split: int = 1,
+            move: bool = False, dry_run: bool = False, val_fraction: float = 0.2, seed: int = 0,
+            progress: bool = True, resplit: bool = False) -> PrepareReport:
+    src, dst = Path(src), Path(dst)
+    if not src.is_dir():
+        raise DataError(f"{src}: no such folder. Expected a folder of UCF101 videos (v_<Class>_gNN_cNN.avi) "
+                        "or one sub-folder of videos per class.")
+    lists = Path(lists) if lists else None
+    class_names = read_class_index(lists / "classInd.txt") if lists and (lists / "classInd.txt").is_file() else None
+    plan, skipped = plan_flat_folder(src, class_names)
+    if not plan:
+        plan = plan_class_tree(src)
+    if not plan:
+        raise DataError(f"{src}: found no UCF101-named videos (v_<Class>_gNN_cNN.avi) and no class folders "
+                        f"with videos in them ({len(skipped)} other files).")
+    classes = class_names or sorted({rel.split("/", 1)[0] for rel in plan.values()})
+    report = PrepareReport(classes, skipped=skipped, dry_run=dry_run)
+    bar = tqdm(plan.items(), desc="prepare", unit="video", disable=bar_disabled(progress and not dry_run))
+    for name, rel in bar:
+        placed = not (dst / rel).exists() if dry_run else _place(src / name, dst / rel, move)
+        report.copied += placed
+        report.already_there += not placed
+    present = set(plan.values())
+    if lists:
+        canonical = {c.lower(): c for c in classes}
+        train, test = official_split(lists, split, present, canonical)
+        report.split_source = f"official lists {lists}, split {split}"
+    else:
+        train, test = group_split(sorted(present), val_fraction, seed)
+        report.split_source = f"group-aware, {val_fraction:.0%} of groups held out, seed {seed}"
+    report.train, report.test = len(train), len(test)
+    if not resplit:
+        _refuse_another_split(dst, train, test, classes)
+    if not dry_run:
+        write_split_lists(dst, train, test)
+        (dst / "classInd.txt").write_text("".join(f"{i + 1} {c}\n" for i, c in enumerate(classes)))
+        _carry_dataset_description(src, dst)
+    return report
+
+
+def _refuse_another_split(dst: Path, train: list[str], test: list[str], classes: list[str]) -> None:
+    """A folder's split (and class order) is what its checkpoints' held-out figures refer to: never replace it
+    quietly."""
+    old_train, old_test = dst / SPLIT_DIR / "train.txt", dst / SPLIT_DIR / "test.txt"
+    if not (old_train.is_file() and old_test.is_file()):
+        return
+    same = (sorted(read_split_list(old_train)) == sorted(train) and sorted(read_split_list(old_test)) == sorted(test))
+    index = dst / "classInd.txt"
+    same_classes = not index.is_file() or read_class_index(index) == classes
+    if not (same and same_classes):
+        raise DataError(f"{dst}: already has a split ({len(read_split_list(old_train))} train, "
+                        f"{len(read_split_list(old_test))} test{'' if same_classes else ', other class order'}) "
+                        f"that differs from this one ({len(train)} train, {len(test)} test); checkpoints trained "
+                        "on it refer to it. Prepare into a new folder, or pass --resplit to replace it.")
+
+
+def _carry_dataset_description(src: Path, dst: Path) -> None:
+    """A data set's own description (``dataset.json``: e.g. that flips are not allowed) goes with its videos."""
+    description = src / "dataset.json"
+    if description.is_file() and not (dst / "dataset.json").exists():
+        shutil.copyfile(description, dst / "dataset.json")

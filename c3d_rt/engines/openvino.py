@@ -1,0 +1,96 @@
+"""OpenVINO on the CPU: f32, bf16 where the CPU has it, int8 from NNCF's IR (or the QDQ ONNX file).
+
+``mode="latency"`` (live use) runs one request with every core on it;
+``mode="throughput"`` (batches) lets OpenVINO make several streams and splits a
+batch across that many requests. Compiled models are cached under the user
+cache folder, so a second start of a full-size model skips compilation.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..artifacts.formats import read_artifact_info
+from ..artifacts.info import ArtifactError
+from ..core.errors import describe
+from ..core.fileio import user_cache_dir
+from .base import Engine, EngineError, EngineUnavailable, Plan
+from .registry import precision_unavailable
+
+MODES = ("latency", "throughput", "defaults")  # defaults: compile_model(path, "CPU") as a user would, no config
+
+
+class OpenVinoEngine(Engine):
+    name = "openvino"
+
+    def __init__(self, plan: Plan, *, threads: int | None = None, live: bool = False, mode: str = "latency",
+                 cache: bool = True) -> None:
+        import openvino as ov
+
+        super().__init__(plan.path, read_artifact_info(plan.path))
+        if mode not in MODES:
+            raise EngineError(f"unknown OpenVINO mode {mode!r}; choose {', '.join(MODES)}")
+        self.precision, self.device, self.mode = plan.precision, plan.device, mode
+        why = precision_unavailable(plan)
+        if why:
+            raise EngineUnavailable(why)
+        core = ov.Core()
+        config = {} if mode == "defaults" else self._config(plan, mode, threads, cache)
+        try:
+            self.compiled = core.compile_model(str(plan.path), "CPU", config)
+        except Exception as exc:
+            raise EngineError(f"{plan.path}: OpenVINO could not compile it ({describe(exc)})") from None
+        self._check_signature()
+        self.output = self.compiled.output(0)
+        self.request = self.compiled.create_infer_request()
+        self.streams = int(self.compiled.get_property("NUM_STREAMS"))
+        self.queue = ov.AsyncInferQueue(self.compiled, self.streams) if mode == "throughput" else None
+        hint = self.compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()  # f32, bf16, f16
+        how = "no settings (OpenVINO's defaults)" if mode == "defaults" else f"{mode} hint"
+        self.detail = f"{how}, {self.streams} stream(s), inference precision {hint}"
+        if mode == "defaults" and plan.precision == "fp32":  # its defaults may lower fp32 to bf16
+            self.precision = "bf16" if hint == "bf16" else "fp32"
+
+    def _check_signature(self) -> None:
+        """Refuse a file whose graph does not take the clips its metadata describes (before a camera opens)."""
+        shape = self.compiled.input(0).get_partial_shape()
+        dims = [d.get_length() if d.is_static else None for d in shape][1:]
+        if len(self.compiled.inputs) != 1 or dims != list(self.input_shape):
+            expected = ", ".join(map(str, self.input_shape))
+            raise ArtifactError(f"{self.path}: its metadata says clips of (B, {expected}) but the graph takes "
+                                f"{shape}. Re-export the checkpoint.")
+
+    @staticmethod
+    def _config(plan: Plan, mode: str, threads: int | None, cache: bool) -> dict:
+        # int8 IRs compute their quantised layers in int8 either way; f32 keeps the rest as exported.
+        config = {"INFERENCE_PRECISION_HINT": "bf16" if plan.precision == "bf16" else "f32",
+                  "PERFORMANCE_HINT": mode.upper()}
+        if threads:
+            config["INFERENCE_NUM_THREADS"] = threads
+        cache_dir = user_cache_dir("openvino") if cache else None
+        if cache_dir is not None:
+            config["CACHE_DIR"] = str(cache_dir)
+        return config
+
+    def _run(self, clips: np.ndarray) -> np.ndarray:
+        if self.queue is None or len(clips) == 1:
+            return self.request.infer({0: clips})[self.output].copy()
+        chunks = np.array_split(clips, min(len(clips), self.streams))
+        results: list = [None] * len(chunks)
+
+        def done(request, index: int) -> None:
+            results[index] = request.get_output_tensor(0).data.copy()
+
+        self.queue.set_callback(done)
+        for i, chunk in enumerate(chunks):
+            self.queue.start_async({0: chunk}, i)
+        self.queue.wait_all()
+        return np.concatenate(results)
+
+    def close(self) -> None:
+        self.queue = self.request = self.compiled = None
+        super().close()
+
+
+def load_openvino(plan: Plan, **options) -> OpenVinoEngine:
+    return OpenVinoEngine(plan, **options)

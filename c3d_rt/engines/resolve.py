@@ -1,0 +1,122 @@
+"""From a request to a plan: which files of a model folder run on which engine here, and the one to load.
+
+``resolve`` turns what a user asked for (a folder or a file, an engine, a precision, a device) into one
+concrete plan, or a message that lists what is available here and what to install.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..artifacts.formats import CHECKPOINT, FORMATS, artifact_sha256, folder_files, format_of, read_artifact_info
+from ..artifacts.info import ArtifactInfo
+from ..artifacts.proofs import REPORT_FILE, _proven_before_digests, proven_digests, runtime_proofs, source_checkpoint
+from ..core.errors import C3DError
+from .base import DEVICES, PRECISIONS, Engine, EngineError, EngineUnavailable, Plan
+from .registry import ENGINES, device_unavailable, load_plan, missing_library, precision_unavailable, resolve_device
+
+
+def read_info(path: Path) -> ArtifactInfo:
+    """The self-description of any artifact (an eager checkpoint describes itself too)."""
+    if path.suffix.lower() in (".pt", ".pth", ".tar"):
+        from .pytorch import checkpoint_info
+
+        return checkpoint_info(path)
+    return read_artifact_info(path)
+
+
+def unproven(plan: "Plan", folder: Path) -> str:
+    """Why ``plan`` is not proven equivalent to the trained model (empty if it is)."""
+    if plan.fmt == CHECKPOINT and not plan.lowered:
+        return ""  # the eager fp32 model is the reference itself
+    if not plan.lowered:
+        proven = artifact_sha256(plan.path) in proven_digests(folder) or _proven_before_digests(folder, plan.path)
+        return "" if proven else (
+            f"not proven: {REPORT_FILE} beside it has no passing check of {plan.path.name} as it is now "
+            f"(`c3d-rt verify {plan.path}` checks and records it)")
+    if runtime_proofs(folder).get(plan.key) == artifact_sha256(plan.path):
+        return ""
+    return (f"not proven: {plan.engine} lowers {plan.path.name} to {plan.precision} itself, and no check of that is "
+            f"recorded (`c3d-rt verify {plan.path} --engine {plan.engine} --precision {plan.precision} "
+            f"--device {plan.device}` checks and records it)")
+
+
+def plans(model: Path, *, checkpoint: Path | None = None, devices: tuple[str, ...] = DEVICES) -> list[Plan]:
+    """Every (engine, precision, device) that has a file to run in ``model`` (a folder or one file)."""
+    model = Path(model)
+    if model.is_dir():
+        files = folder_files(model)
+        ckpt = checkpoint or source_checkpoint(model)
+    else:
+        fmt = format_of(model)
+        files = {} if fmt == CHECKPOINT else {fmt: model}
+        ckpt = model if fmt == CHECKPOINT else checkpoint
+    if ckpt is not None:
+        files[CHECKPOINT] = Path(ckpt)
+    found = []
+    for spec in ENGINES.values():
+        for precision, fmts in spec.formats.items():
+            fmt = next((f for f in fmts if f in files), None)
+            if fmt is None:
+                continue
+            found += [Plan(spec.name, precision, d, files[fmt], fmt) for d in spec.devices if d in devices]
+    return found
+
+
+def availability(plan: Plan) -> str:
+    """Empty when ``plan`` can be tried here; otherwise why not (library missing, no GPU)."""
+    spec = ENGINES[plan.engine]
+    return missing_library(spec) or device_unavailable(plan) or precision_unavailable(plan)
+
+
+def resolve(model: Path, engine: str, precision: str = "auto", device: str = "auto", *,
+            checkpoint: Path | None = None) -> Plan:
+    """The one plan for an explicit engine (``auto`` is chosen by :mod:`.auto`), or a clear error."""
+    if engine not in ENGINES:
+        raise EngineError(f"unknown engine {engine!r}; choose auto or one of {', '.join(ENGINES)}")
+    if precision != "auto" and precision not in PRECISIONS:
+        raise EngineError(f"unknown precision {precision!r}; choose auto or one of {', '.join(PRECISIONS)}")
+    spec = ENGINES[engine]
+    device = resolve_device(device, engine)
+    if device not in spec.devices:
+        raise EngineUnavailable(f"engine {engine} runs on {', '.join(spec.devices)} only, not {device}")
+    options = [p for p in plans(model, checkpoint=checkpoint, devices=(device,)) if p.engine == engine]
+    if precision == "auto":  # the file's own precision first, then the fastest usual one
+        order = {"int8": 0, "fp16": 1, "fp32": 2, "bf16": 3} if not Path(model).is_dir() else {"fp32": 0}
+        options = [p for p in options if not p.lowered] or options
+        options.sort(key=lambda p: order.get(p.precision, 9))
+    else:
+        options = [p for p in options if p.precision == precision]
+    if not options:
+        raise EngineUnavailable(f"{model}: nothing for engine {engine} at precision {precision} on {device}. "
+                                f"{_what_is_here(model, checkpoint)}")
+    plan = options[0]
+    why = availability(plan)
+    if why:
+        raise EngineUnavailable(f"engine {plan.key} cannot run here: {why}. {_what_is_here(model, checkpoint)}")
+    return plan
+
+
+def _what_is_here(model: Path, checkpoint: Path | None) -> str:
+    try:
+        usable = [p.key for p in plans(model, checkpoint=checkpoint)
+                  if not availability(p) and not ENGINES[p.engine].remote]  # a server runs only when named
+    except C3DError:
+        usable = []
+    if not usable:
+        return "Nothing in it runs here: export it with `c3d-rt export CKPT --out DIR` (and install its engine)."
+    return f"Available here: {', '.join(usable)}."
+
+
+def proof_plan(path: Path, fmt: str) -> Plan:
+    """How the exporter proves a file: the first engine in the table that runs it at its own precision on a CPU."""
+    precision = FORMATS[fmt].precision
+    engine = next(e for e in ENGINES.values() if fmt in e.formats.get(precision, ()) and "cpu" in e.devices)
+    return Plan(engine.name, precision, "cpu", Path(path), fmt)
+
+
+def load_engine(model: str | Path, engine: str = "ort", precision: str = "auto", device: str = "auto", *,
+                checkpoint: str | Path | None = None, **options) -> Engine:
+    """The engine asked for, loaded (for ``engine="auto"`` use :func:`c3d_rt.engines.auto.choose`)."""
+    plan = resolve(Path(model), engine, precision, device, checkpoint=Path(checkpoint) if checkpoint else None)
+    return load_plan(plan, **options)
