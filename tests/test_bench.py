@@ -14,10 +14,12 @@ from c3d_rt.bench.measure import run_bench
 from c3d_rt.bench.report import save_outputs
 from c3d_rt.bench.rows import BenchError, BenchSettings
 from c3d_rt.cli.options import parse_batches, parse_names
+from c3d_rt.core.machine import cpu_has_bf16
 from c3d_rt.engines import ENGINES
 
 QUICK = BenchSettings(batches=(1, 2), warmup=1, iters=3, clips=8)
 QUIET = dict(log=lambda _m: None)
+PEER_PRECISION = "bf16" if cpu_has_bf16() else "fp32"  # OpenVINO's defaults lower fp32 to bf16 where the CPU has it
 ROW_KEYS = {"engine", "device", "precision", "batch", "status", "p50_ms", "p95_ms", "p99_ms", "clips_per_s", "top1_agreement"}
 
 
@@ -33,7 +35,7 @@ def test_every_cpu_engine_runs_and_agrees(quick_report, tiny_export):
     report, _ = quick_report
     ok = {r.key for r in report.rows if r.status == "ok"}
     expected = {"torch/fp32/cpu", "torchscript/fp32/cpu", "ort/fp32/cpu", "ort/fp16/cpu", "ort/int8/cpu",
-                "openvino/fp32/cpu", "openvino/int8/cpu", "openvino-defaults/fp32/cpu"}
+                "openvino/fp32/cpu", "openvino/int8/cpu", f"openvino-defaults/{PEER_PRECISION}/cpu"}
     if not (tiny_export[0] / "c3d.int8.onnx").exists():  # refused by the exporter's own check in this run
         expected -= {"ort/int8/cpu"}
     assert expected <= ok
@@ -94,8 +96,10 @@ def test_a_model_that_computes_something_else_fails_loudly(tiny_export, tmp_path
     assert run.returncode == 1, run.stdout + run.stderr
     assert "did not compute what the eager fp32 model computes" in run.stderr
     rows = [r for r in json.loads((tmp_path / "b.json").read_text())["rows"] if r["artifact"].endswith("c3d.onnx")]
-    assert {r["engine"] for r in rows} >= {"ort", "openvino-defaults"}  # every engine that ran the changed file...
-    assert {r["status"] for r in rows} == {"FAILED"} and all("logits differ" in r["reason"] for r in rows)  # failed
+    assert {(r["engine"], r["precision"]) for r in rows} >= {("ort", "fp32"), ("openvino-defaults", PEER_PRECISION)}
+    assert {r["status"] for r in rows} == {"FAILED"}  # every engine that ran the changed file failed, by its rule:
+    for r in rows:  # fp32 logits within tolerance, or (bf16) top-1 agreement
+        assert ("logits differ" if r["precision"] == "fp32" else "top-1 agrees with fp32 on") in r["reason"], r
 
 
 def test_bad_arguments_are_clear_errors(tmp_path):

@@ -49,6 +49,7 @@ def autocast_dtype(cfg: TrainConfig, device: torch.device, say: Callable[[str], 
                             "bf16 on a CPU with AVX-512 BF16 or AMX, or fp32.")
     if precision == "auto":
         if cpu_has_bf16():
+            say("precision: bf16 autocast (this CPU has native bf16: AVX-512 BF16 or AMX)")
             return torch.bfloat16
         say("precision: fp32 (bf16 autocast skipped: this CPU has no native bf16, AVX-512 BF16 or AMX, and emulated "
             "bf16 trains slower than fp32)")
