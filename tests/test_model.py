@@ -54,3 +54,26 @@ def test_bad_configs_are_refused():
         ModelConfig(clip_len=12)
     with pytest.raises(ValueError, match="crop_size"):
         ModelConfig(crop_size=100)
+
+
+@pytest.mark.parametrize("config", [ModelConfig(), ModelConfig(num_classes=9, width=0.125, crop_size=48),
+                                    ModelConfig(num_classes=4, width=0.25, crop_size=64, clip_len=32)],
+                         ids=["paper", "demo", "long-clip"])
+def test_the_contract_counts_the_networks_flops(config):
+    # ModelConfig.gflops (torch-free: the bench holds rows against it) is what torch counts on the real network
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        C3D(config).eval()(torch.zeros(config.input_shape(1)))
+    assert config.gflops == pytest.approx(counter.get_total_flops() / 1e9, rel=1e-9)
+    if config == ModelConfig():
+        assert round(config.gflops) == 77  # the C3D paper's 38.5 GMAC
+
+
+def test_the_machines_matrix_rates_are_measured():
+    from c3d_rt.core.machine import cpu_has_bf16, matrix_rates
+
+    rates = matrix_rates(seconds=0.05, n=256)
+    assert rates["library"].startswith("torch") and rates["fp32"] > 0
+    assert (rates["bf16"] is not None) == cpu_has_bf16()  # emulated bf16 is no floor
+    assert rates["int8"] is None or rates["int8"] > 0

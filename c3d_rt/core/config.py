@@ -15,6 +15,13 @@ CROP_SIZE = 112  # square crop fed to the network
 RESIZE_WH = (171, 128)  # every frame is resized to width x height before cropping
 MEAN_BGR = (90.0, 98.0, 102.0)  # subtracted per channel, no division
 CHANNEL_ORDER = "BGR"  # OpenCV's order; the network was trained on it
+# (name, base output channels); each conv is 3x3x3, padding 1, followed by ReLU.
+CONV_LAYERS = (("conv1", 64), ("conv2", 128), ("conv3a", 256), ("conv3b", 256), ("conv4a", 512), ("conv4b", 512),
+               ("conv5a", 512), ("conv5b", 512))
+FC_LAYERS = ("fc6", "fc7", "fc8")
+# max-pool (T, H, W) kernel == stride after these convs: pool1 keeps time; pool5 also pads H and W by 1
+POOL_KERNELS = {"conv1": (1, 2, 2), "conv2": (2, 2, 2), "conv3b": (2, 2, 2), "conv4b": (2, 2, 2), "conv5b": (2, 2, 2)}
+POOL5_PADDING = (0, 1, 1)
 SPORTS1M_CLASSES = 487
 
 
@@ -67,6 +74,23 @@ class ModelConfig:
     @property
     def fc_width(self) -> int:
         return self.channels(4096)
+
+    @property
+    def gflops(self) -> float:
+        """Floating-point operations of one clip, in GFLOP (2 per multiply-add; 77 at the paper's defaults).
+
+        What a row's speed is held against the machine's measured matrix rate with (``c3d-rt bench``).
+        """
+        t, hw, c_in, macs = self.clip_len, self.crop_size, 3, 0
+        for name, base in CONV_LAYERS:
+            c_out = self.channels(base)
+            macs += c_in * c_out * 27 * t * hw * hw
+            if name in POOL_KERNELS:
+                kt, kh, _ = POOL_KERNELS[name]
+                t, hw = t // kt, (hw + 2 * POOL5_PADDING[1] * (name == "conv5b")) // kh
+            c_in = c_out
+        macs += self.fc6_in * self.fc_width + self.fc_width * self.fc_width + self.fc_width * self.num_classes
+        return 2 * macs / 1e9
 
     def input_shape(self, batch: int = 1) -> tuple[int, int, int, int, int]:
         return (batch, 3, self.clip_len, self.crop_size, self.crop_size)  # (B, C, T, H, W)

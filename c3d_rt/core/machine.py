@@ -111,3 +111,48 @@ def machine_info() -> dict:
 
 def library_installed(name: str) -> bool:
     return importlib.util.find_spec(name) is not None
+
+
+MATRIX_N = 2048  # square operands: large enough that the rate is the arithmetic's, small enough to take a second
+
+
+def matrix_rates(seconds: float = 0.3, n: int = MATRIX_N) -> dict[str, float | str | None]:
+    """This machine's measured dense matrix-product rate per precision, in TFLOP/s: the floor a C3D clip's
+    arithmetic (``ModelConfig.gflops``) can reach on the CPU, for the bench to hold every row against.
+
+    fp32 and bf16 through torch (oneDNN: AMX where the CPU has it), int8 through ``torch._int_mm`` where this
+    torch exposes it on the CPU; without torch, fp32 through NumPy and the others None. Each figure is the best
+    of the products that fit in ``seconds`` (at least two, after one untimed), on torch's or NumPy's own threads.
+    """
+    if importlib.util.find_spec("torch") is None:
+        import numpy as np
+
+        a = np.random.default_rng(0).standard_normal((n, n), dtype=np.float32)
+        return {"library": f"numpy {np.__version__}", "fp32": _best_rate(lambda: a @ a, n, seconds),
+                "bf16": None, "int8": None}
+    import torch
+
+    rates: dict[str, float | str | None] = {"library": f"torch {torch.__version__}"}
+    for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        if dtype == torch.bfloat16 and not cpu_has_bf16():
+            rates[name] = None  # emulated: slower than fp32, no floor worth the name (and seconds to measure)
+            continue
+        a = torch.randn(n, n).to(dtype)
+        rates[name] = _best_rate(lambda: a @ a, n, seconds)
+    q = torch.randint(-128, 128, (n, n), dtype=torch.int8)
+    try:
+        rates["int8"] = _best_rate(lambda: torch._int_mm(q, q), n, seconds)
+    except (AttributeError, RuntimeError, NotImplementedError):  # not exposed for the CPU by this torch
+        rates["int8"] = None
+    return rates
+
+
+def _best_rate(product, n: int, seconds: float) -> float:
+    product()
+    best, spent, runs = float("inf"), 0.0, 0
+    while runs < 2 or spent < seconds:
+        start = time.perf_counter()
+        product()
+        took = time.perf_counter() - start
+        best, spent, runs = min(best, took), spent + took, runs + 1
+    return round(2 * n**3 / best / 1e12, 4)

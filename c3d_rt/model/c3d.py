@@ -11,28 +11,11 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
-from ..core.config import ModelConfig
+from ..core.config import CONV_LAYERS, POOL5_PADDING, POOL_KERNELS, ModelConfig
 
-# (name, base output channels); each conv is 3x3x3, padding 1, followed by ReLU.
-CONV_LAYERS = (
-    ("conv1", 64),
-    ("conv2", 128),
-    ("conv3a", 256),
-    ("conv3b", 256),
-    ("conv4a", 512),
-    ("conv4b", 512),
-    ("conv5a", 512),
-    ("conv5b", 512),
-)
-FC_LAYERS = ("fc6", "fc7", "fc8")
-# pool after these convs: kernel == stride, pool1 keeps time, pool5 pads H and W by 1.
-POOLS = {
-    "conv1": dict(kernel_size=(1, 2, 2), stride=(1, 2, 2)),
-    "conv2": dict(kernel_size=2, stride=2),
-    "conv3b": dict(kernel_size=2, stride=2),
-    "conv4b": dict(kernel_size=2, stride=2),
-    "conv5b": dict(kernel_size=2, stride=2, padding=(0, 1, 1)),
-}
+# torch's MaxPool3d arguments for the contract's pools (core.config.POOL_KERNELS)
+POOLS = {name: dict(kernel_size=k, stride=k, **({"padding": POOL5_PADDING} if name == "conv5b" else {}))
+         for name, k in POOL_KERNELS.items()}
 POOL_NAMES = {"conv1": "pool1", "conv2": "pool2", "conv3b": "pool3", "conv4b": "pool4", "conv5b": "pool5"}
 
 

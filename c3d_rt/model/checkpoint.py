@@ -17,10 +17,10 @@ from typing import Any
 
 import torch
 
-from ..core.config import ModelConfig, Preprocessing
+from ..core.config import CONV_LAYERS, FC_LAYERS, ModelConfig, Preprocessing
 from ..core.errors import C3DError, describe
 from ..core.fileio import atomic_path
-from .c3d import C3D, CONV_LAYERS
+from .c3d import C3D
 
 FORMAT = "c3d-rt/1"
 
@@ -38,7 +38,7 @@ SEQUENTIAL_KEYS = {
     "classifier.3": "fc7",
     "classifier.6": "fc8",
 }
-EXPECTED_KEYS = [f"{n}.{p}" for n in [c for c, _ in CONV_LAYERS] + ["fc6", "fc7", "fc8"] for p in ("weight", "bias")]
+EXPECTED_KEYS = [f"{n}.{p}" for n in [c for c, _ in CONV_LAYERS] + list(FC_LAYERS) for p in ("weight", "bias")]
 
 
 class CheckpointError(C3DError, ValueError):
