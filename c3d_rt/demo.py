@@ -8,12 +8,15 @@ and print a short comparison of the engines that run here.
 
 from __future__ import annotations
 
+import json
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .core.config import ModelConfig, Preprocessing, TrainConfig
-from .data.synth import SynthSpec, synthesize
+from .core.errors import C3DError
+from .core.fileio import atomic_write_text, read_json
+from .data.synth import SynthSpec, previous_spec, spec_dict, synthesize
 from .training.fit import fit
 from .training.recipes import RECIPES
 
@@ -34,22 +37,89 @@ class DemoSettings:
 QUICK = DemoSettings(width=0.0625, crop_size=32, clips_per_class=6, epochs=1, batch_size=8, workers=0,
                      live_seconds=2.0, bench_iters=3, ema=0.0)  # a handful of steps: too few to average
 DEMO_ENGINES = ("torch", "torchscript", "torch-export", "ort", "openvino")
+DEMO_OUT, QUICK_OUT = Path("runs/demo"), Path("runs/demo-quick")  # --quick has its own: it never replaces the full one
+DEMO_FILE = "demo.json"  # the settings a demo folder was written with
+DEMO_PARTS = ("data", "run", "export")
+STALE_OUTPUTS = ("best.confusion.png", "last.confusion.png")  # `c3d-rt eval`'s, beside the checkpoints it replaces
+
+
+class DemoFolderError(C3DError):
+    """A demo folder that holds another demo; the message says which, and what to do."""
 
 
 def demo_model(s: DemoSettings) -> ModelConfig:
     return ModelConfig(width=s.width, crop_size=s.crop_size, **RECIPES["scratch"]["model"])
 
 
-def run_demo(out: str | Path, quick: bool = False, log=print) -> dict:
-    """Run the demo into ``out``; return the figures it printed."""
+def demo_spec(s: DemoSettings) -> SynthSpec:
+    resize_wh = Preprocessing.for_model(demo_model(s)).resize_wh
+    return SynthSpec(clips_per_class=s.clips_per_class, width=resize_wh[0], height=resize_wh[1])
+
+
+def folder_settings(out: Path) -> dict | None:
+    """The settings of the demo in ``out``: None where there is none, {} where its files do not say.
+
+    ``demo.json``; for a demo written before it existed, the demo whose data set ``data/`` holds.
+    """
+    recorded = read_json(out / DEMO_FILE, {}).get("settings")
+    if isinstance(recorded, dict):
+        return recorded
+    if not any((out / part).is_dir() and any((out / part).iterdir()) for part in DEMO_PARTS):
+        return None
+    spec = previous_spec(out / "data")
+    known = [asdict(s) for s in (DemoSettings(), QUICK) if spec_dict(demo_spec(s)) == spec]
+    return known[0] if known else {}
+
+
+def describe_settings(settings: dict, other: dict) -> str:
+    """A demo's settings in words; those of neither built-in demo, by how they differ from ``other``."""
+    if settings == asdict(DemoSettings()):
+        return "the full demo"
+    if settings == asdict(QUICK):
+        return "the quick demo (--quick)"
+    if not settings:
+        return f"files of a run that does not say its settings (no {DEMO_FILE})"
+    differ = [f"{k} {v}" for k, v in settings.items() if other.get(k) != v]
+    return f"a demo of other settings ({', '.join(differ) or 'unnamed'})"
+
+
+def check_demo_folder(out: str | Path, s: DemoSettings, overwrite: bool) -> None:
+    """Refuse to replace a demo of other settings (the full demo by --quick, or the reverse) unless ``overwrite``:
+    a re-run of the same demo replaces its own files."""
+    out = Path(out)
+    old = folder_settings(out)
+    if old is None or overwrite or old == asdict(s):
+        return
+    default = QUICK_OUT if s == QUICK else DEMO_OUT
+    raise DemoFolderError(f"--out {out}: holds {describe_settings(old, asdict(s))}, and this is "
+                          f"{describe_settings(asdict(s), old)}: running it would replace that demo's data, model and "
+                          f"export. Pass another --out (this demo's default is {default}), or --overwrite to replace "
+                          "it.")
+
+
+def claim_demo_folder(out: Path, s: DemoSettings, log) -> None:
+    """Record this demo's settings in ``out`` (before any work, so an interrupted demo is known too), and remove
+    what described the model it replaces."""
+    atomic_write_text(json.dumps({"settings": asdict(s)}, indent=1), out / DEMO_FILE)
+    stale = [out / "run" / name for name in STALE_OUTPUTS if (out / "run" / name).is_file()]
+    for path in stale:
+        path.unlink()
+    if stale:
+        log(f"removed {', '.join(p.name for p in stale)} from {out / 'run'}: it described the model this demo replaces")
+
+
+def run_demo(out: str | Path, quick: bool = False, log=print, overwrite: bool = False) -> dict:
+    """Run the demo into ``out``; return the figures it printed. A demo of other settings there is refused unless
+    ``overwrite``."""
     s = QUICK if quick else DemoSettings()
     out = Path(out)
+    check_demo_folder(out, s, overwrite)
     model_config = demo_model(s)
     prep = Preprocessing.for_model(model_config)
     t0 = time.perf_counter()
+    claim_demo_folder(out, s, log)
     log(f"[1/5] synthesising the motion data set into {out / 'data'}")
-    spec = SynthSpec(clips_per_class=s.clips_per_class, width=prep.resize_wh[0], height=prep.resize_wh[1])
-    synthesize(out / "data", spec)
+    synthesize(out / "data", demo_spec(s))
     t1 = time.perf_counter()
     log(f"[2/5] training C3D-BN (width {s.width:g}) from scratch for {s.epochs} epochs")
     recipe = {k: v for k, v in RECIPES["scratch"].items() if k != "model"}
@@ -65,10 +135,11 @@ def run_demo(out: str | Path, quick: bool = False, log=print) -> dict:
     from .export.job import export_checkpoint
     from .export.report import format_report_table
 
-    report = export_checkpoint(out / "run" / "last.pt", out / "export", log=lambda _m: None)
+    # force: the export of this demo's previous run is its own to replace (check_demo_folder refused any other)
+    report = export_checkpoint(out / "run" / "last.pt", out / "export", force=True, log=lambda _m: None)
     log(format_report_table(report))
     live = run_live_demo(out / "export", s, log)
-    bench = run_bench_demo(out / "export", s, log)
+    bench = run_bench_demo(out / "export", s, log, checkpoint=out / "run" / "last.pt")  # named: the eager rows
     total = time.perf_counter() - t0
     log(f"demo finished in {total:.0f}s: held-out top-1 {top1:.1%}; artifacts in {out / 'export'}")
     return {"val_top1": top1, "seconds": total, "export_ok": report.ok, "live": live.to_dict(),
@@ -85,7 +156,7 @@ def run_live_demo(model: Path, s: DemoSettings, log):
     return summary
 
 
-def run_bench_demo(model_dir: Path, s: DemoSettings, log):
+def run_bench_demo(model_dir: Path, s: DemoSettings, log, checkpoint: Path | None = None):
     from .bench.measure import run_bench
     from .bench.report import format_table
     from .bench.rows import BenchSettings
@@ -93,6 +164,6 @@ def run_bench_demo(model_dir: Path, s: DemoSettings, log):
     log("[5/5] engines side by side (batch 1; `c3d-rt bench` does more)")
     settings = BenchSettings(engines=DEMO_ENGINES, precisions=("fp32", "int8"), batches=(1,), warmup=2,
                              iters=s.bench_iters)
-    report = run_bench(model_dir, settings, log=lambda _m: None)
+    report = run_bench(model_dir, settings, checkpoint=checkpoint, log=lambda _m: None)
     log(format_table(report))
     return report

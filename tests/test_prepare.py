@@ -1,7 +1,16 @@
+import errno
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+import c3d_rt.data.prepare as prepare_mod
 from c3d_rt.data.prepare import prepare
-from c3d_rt.data.splits import load_data_split
+from c3d_rt.data.splits import DataError, load_data_split
 
 from .conftest import write_video
+from .test_data_errors import cli, needs_read_only, read_only
 
 
 def _flat_ucf(tmp_path):
@@ -79,3 +88,84 @@ def test_prepare_never_replaces_another_split_quietly(tmp_path):
 def test_prepare_carries_the_data_sets_own_description(tiny_data, tmp_path):
     prepare(tiny_data, tmp_path / "copy", progress=False)
     assert (tmp_path / "copy" / "dataset.json").read_text() == (tiny_data / "dataset.json").read_text()
+
+
+def _files(root):
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_a_refused_prepare_has_touched_no_file(tmp_path):
+    """Into a folder that holds another split, with --move: refused before the first video moves."""
+    src, dst = _flat_ucf(tmp_path), tmp_path / "prepared"
+    earlier = Path(shutil.copytree(src, tmp_path / "earlier"))
+    for video in earlier.glob("v_HandStandPushups_*"):
+        video.unlink()
+    prepare(earlier, dst, progress=False)  # DST holds another set's split: 10 videos of one class
+    source, target = _files(src), _files(dst)
+    run = cli("prepare", src, dst, "--move")
+    assert run.returncode == 1 and "already has a split" in run.stderr, run.stderr[-2000:]
+    assert _files(src) == source and _files(dst) == target  # every video still in SRC; DST as it was
+
+
+def test_a_file_in_the_way_is_refused_before_anything_is_placed(tmp_path):
+    src, dst = _flat_ucf(tmp_path), tmp_path / "prepared"
+    (dst / "HandStandPushups").mkdir(parents=True)
+    (dst / "HandStandPushups" / "v_HandStandPushups_g03_c01.avi").write_bytes(b"another video of that name")
+    source, target = _files(src), _files(dst)
+    with pytest.raises(DataError, match=r"v_HandStandPushups_g03_c01.avi: already there with other content "
+                                        r"\(26 bytes; .* has \d+\)"):
+        prepare(src, dst, move=True, progress=False)
+    assert _files(src) == source and _files(dst) == target
+
+
+@needs_read_only
+def test_a_move_that_fails_half_way_is_moved_back(tmp_path):
+    """Class b's folder is read-only (a mounted share): its videos cannot leave it, so a's, moved first, go back."""
+    src, dst = tmp_path / "hmdb", tmp_path / "out"
+    for cls in ("a", "b"):
+        for i in range(3):
+            write_video(src / cls / f"{cls}_{i}.avi", 3, size=(32, 32), seed=i)
+    source = _files(src)
+    with read_only(src / "b"):
+        run = cli("prepare", src, dst, "--move")
+    text = " ".join(run.stderr.split())
+    assert run.returncode == 1 and "Traceback" not in text, text
+    assert "b/b_0.avi" in text and "the 3 videos moved before it were moved back" in text, text
+    assert _files(src) == source and not dst.exists()
+
+
+def test_an_interrupted_move_is_moved_back(tmp_path, monkeypatch):
+    src, dst = _flat_ucf(tmp_path), tmp_path / "prepared"
+    source, place, calls = _files(src), prepare_mod._place, []
+
+    def interrupted_at_the_fifth(*args):
+        calls.append(args)
+        if len(calls) == 5:
+            raise KeyboardInterrupt
+        return place(*args)
+
+    monkeypatch.setattr(prepare_mod, "_place", interrupted_at_the_fifth)
+    with pytest.raises(KeyboardInterrupt):
+        prepare(src, dst, move=True, progress=False)
+    assert _files(src) == source and not dst.exists()
+
+
+def test_a_move_that_cannot_be_undone_lists_every_video_left_moved(tmp_path, monkeypatch):
+    """The disk fails on the 4th video, and again while the 3rd is moved back: that one is named, and listed."""
+    src, dst = _flat_ucf(tmp_path), tmp_path / "prepared"
+    source, move, calls = _files(src), prepare_mod._move, []
+
+    def failing_disk(a, b):
+        calls.append((a, b))
+        if len(calls) in (4, 5):
+            raise OSError(errno.EIO, "Input/output error")
+        return move(a, b)
+
+    monkeypatch.setattr(prepare_mod, "_move", failing_disk)
+    with pytest.raises(DataError, match=r"at v_ApplyEyeMakeup_g02_c02.avi; 1 of the 3 videos moved before it could "
+                                        r"not be moved back \(e.g. .*v_ApplyEyeMakeup_g02_c01.avi belongs at") as err:
+        prepare(src, dst, move=True, progress=False)
+    listing = Path(re.search(r"listed, as 'target<TAB>source' lines, in (\S+)\.$", str(err.value))[1])
+    stuck = "v_ApplyEyeMakeup_g02_c01.avi"
+    assert listing.read_text() == f"{dst / 'ApplyEyeMakeup' / stuck}\t{src / stuck}\n"
+    assert {k: v for k, v in _files(src).items() if k != stuck} == {k: v for k, v in source.items() if k != stuck}

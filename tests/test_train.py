@@ -207,3 +207,17 @@ def test_weight_average_is_what_is_saved_and_resumes_exactly(tiny_data, tmp_path
     for key in ("state_dict", "train_state_dict"):
         for name, value in last[key].items():
             assert torch.equal(value, resumed[key][name]), (key, name)
+
+
+def test_without_a_validation_list_the_epoch_figure_says_it_is_the_test_splits(tiny_data, tmp_path):
+    """splits/train.txt and test.txt, no val.txt: training validates on the test split, and says so once at the start
+    and in each epoch line (the log keeps its val_ keys: they are what training validated on)."""
+    assert not (tiny_data / "splits" / "val.txt").exists() and (tiny_data / "splits" / "test.txt").is_file()
+    said = []
+    result = fit(tiny_data, tmp_path / "run", model_config=TINY, prep=TINY_PREP, cfg=_cfg(epochs=2), progress=False,
+                 log=said.append)
+    about = [m for m in said if "no splits/val.txt" in m]
+    assert len(about) == 1 and "validates on the test split" in about[0] and "optimistic" in about[0], said
+    epochs = [m for m in said if m.startswith("epoch ")]
+    assert len(epochs) == 2 and all("| test loss" in m and "val " not in m for m in epochs), epochs
+    assert result.best_split == "test"

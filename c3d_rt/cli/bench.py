@@ -29,7 +29,9 @@ def bench(
     iters: int = typer.Option(20, min=1, help="Timed calls per row."),
     clips: int = typer.Option(32, min=1, help="Real clips for the agreement check."),
     checkpoint: Optional[Path] = typer.Option(None, exists=True, dir_okay=False,
-                                              help="Eager reference (default: the source named in the artifacts)."),
+                                              help="The checkpoint --model was exported from: the eager reference and "
+                                                   "the torch rows (default: none; the proven c3d.onnx on ONNX "
+                                                   "Runtime is the reference, unless --model holds its checkpoint)."),
     e2e: bool = typer.Option(False, "--e2e", help="Also run the live pipeline on a paced synthetic camera."),
     e2e_engine: EngineName = typer.Option(EngineName.auto, help="Engine of the --e2e run."),
     e2e_precision: PrecisionName = typer.Option(PrecisionName.auto, help="Precision of the --e2e run."),
@@ -70,14 +72,18 @@ def bench(
 
 @app.command()
 def demo(
-    out: Path = typer.Option(Path("runs/demo"), "--out", "-o", help="Folder for the data, run and exports."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder for the data, run and exports [default: "
+                                       "runs/demo; runs/demo-quick with --quick]."),
     quick: bool = typer.Option(False, "--quick", help="A much smaller run (for smoke tests): not accurate."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a demo of other settings in --out (without "
+                                                              "it, one is refused)."),
 ) -> None:
     """The whole job on a fresh machine: synthesise data, train a narrow C3D, report held-out accuracy, export."""
     needs_torch("demo")
+    from ..demo import DEMO_OUT, QUICK_OUT, run_demo
+
+    out = out or (QUICK_OUT if quick else DEMO_OUT)
     checks.output_dir(out, "--out")
     for part in ("data", "run", "export"):
         checks.output_dir(out / part, "--out")
-    from ..demo import run_demo
-
-    run_demo(out, quick=quick)
+    run_demo(out, quick=quick, overwrite=overwrite)

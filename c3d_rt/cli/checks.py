@@ -65,6 +65,15 @@ def output_file(path: Path | None, option: str, suffixes: tuple[str, ...] = (), 
     return path
 
 
+def default_output_file(path: Path, option: str, suffixes: tuple[str, ...] = ()) -> tuple[Path | None, str]:
+    """An output the user did not ask for (a default beside an input): ``(path, "")`` where it can be written, else
+    ``(None, why)``, so the command does its work and says what it left out instead of refusing to start."""
+    try:
+        return output_file(path, option, suffixes), ""
+    except ValidationError as exc:
+        return None, str(exc)
+
+
 def output_dir(path: Path, option: str) -> Path:
     """Check that ``path`` is, or can be made, a writable folder."""
     path = Path(path)

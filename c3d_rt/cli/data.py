@@ -32,8 +32,13 @@ def prepare(
         checks.output_dir(dst, "DST")
     from ..data.prepare import prepare as run_prepare
 
-    report = run_prepare(src, dst, lists=lists, split=split, move=move, dry_run=dry_run, val_fraction=val_fraction,
-                         resplit=resplit)
+    try:
+        report = run_prepare(src, dst, lists=lists, split=split, move=move, dry_run=dry_run,
+                             val_fraction=val_fraction, resplit=resplit)
+    except KeyboardInterrupt:
+        interrupted(f"the videos moved so far were moved back to {src}: nothing changed." if move else
+                    f"the videos copied so far are kept in {dst} (whole: no half-copied file) and {src} is "
+                    f"untouched. Go on with: {command_line(*sys.argv[1:])}")
     typer.echo(report.summary())
     if cache and not dry_run:
         _build_cache(dst, 112, None, False)
@@ -59,7 +64,7 @@ def _build_cache(data: Path, crop_size: int, workers: Optional[int], rebuild: bo
 
     prep = Preprocessing.for_model(ModelConfig(crop_size=crop_size))
     try:
-        report = cache_videos(data, prep, workers=workers, rebuild=rebuild)
+        report = cache_videos(data, prep, workers=workers, rebuild=rebuild, log=lambda m: typer.echo(m, err=True))
     except KeyboardInterrupt:
         interrupted(f"the videos cached so far are kept (no half-written entry is left). Go on with: "
                      f"{command_line('cache', str(data), '--crop-size', str(crop_size))}")

@@ -85,9 +85,10 @@ def train(
         _interrupted_training(data, out)
     if result.test_metrics:  # the test figure itself was said as training ended
         typer.echo(f"checkpoints in {result.run_dir}; best.pt's test figures in {result.run_dir / 'test.json'}")
-    elif result.best_split == "validation":
-        typer.echo(f"best top-1 {result.best_top1:.3f} on the validation split "
-                   f"({result.last_metrics.get('val_clips', 0)} clips); checkpoints in {result.run_dir}")
+    elif result.best_split in ("validation", "test"):
+        optimistic = " (which also chose it: optimistic)" if result.best_split == "test" else ""
+        typer.echo(f"best top-1 {result.best_top1:.3f} on the {result.best_split} split "
+                   f"({result.last_metrics.get('val_clips', 0)} clips{optimistic}); checkpoints in {result.run_dir}")
     else:
         typer.echo(f"best top-1 {result.best_top1:.3f} on the TRAINING clips (no validation split: not a held-out "
                    f"accuracy); checkpoints in {result.run_dir}")
@@ -115,14 +116,23 @@ def eval_(
     """Top-1, top-5 and a confusion matrix on the evaluation split."""
     needs_torch("eval")
     checks.output_file(json_out, "--json", checks.JSON_SUFFIXES, "metrics.json")
-    confusion = checks.output_file(confusion or ckpt.with_suffix(".confusion.png"), "--confusion",
-                                     checks.IMAGE_SUFFIXES, "confusion.png")
+    why_not = ""
+    if confusion is not None:  # asked for: a place that cannot take it is refused before any work
+        checks.output_file(confusion, "--confusion", checks.IMAGE_SUFFIXES, "confusion.png")
+    else:  # the default, beside the checkpoint: a read-only folder of checkpoints still gets its metrics
+        confusion, why_not = checks.default_output_file(ckpt.with_suffix(".confusion.png"), "--confusion",
+                                                        checks.IMAGE_SUFFIXES)
     from ..training.evaluation import evaluate_checkpoint, save_confusion_png
 
     result = evaluate_checkpoint(ckpt, data, batch_size=batch_size, workers=workers, device=device.value)
-    png = save_confusion_png(result["confusion"], result["labels"], confusion,
-                             f"{ckpt.name}: top-1 {result['val_top1']:.3f}")
     typer.echo(f"top-1 {result['val_top1']:.4f}  top-5 {result['val_top5']:.4f}  on {result['val_clips']} clips "
-               f"({result['skipped_videos']} unreadable skipped); confusion matrix: {png}")
+               f"({result['skipped_videos']} unreadable skipped)")
+    png = None
+    if confusion is not None:
+        png = save_confusion_png(result["confusion"], result["labels"], confusion,
+                                 f"{ckpt.name}: top-1 {result['val_top1']:.3f}")
+        typer.echo(f"confusion matrix: {png}")
+    else:
+        typer.echo(f"confusion matrix not written (by default it goes beside the checkpoint): {why_not}", err=True)
     if json_out:
-        write_json(json_out, {**result, "confusion_png": str(png)})
+        write_json(json_out, {**result, "confusion_png": str(png) if png else None})

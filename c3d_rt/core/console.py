@@ -1,7 +1,9 @@
 """What reaches the user's terminal: no third-party advice, and progress bars only where they draw in place.
 
 Known, harmless warnings of the libraries underneath are filtered at the source (each entry says why it is
-not the user's to act on); ``c3d-rt --verbose`` shows them all. Progress bars draw only on a terminal; in a
+not the user's to act on); the video decoders' own diagnostics ("moov atom not found", "Unexpected element",
+"[mjpeg @ ...] error count") are turned off, and c3d-rt names the file and what it does about it instead;
+``c3d-rt --verbose`` shows them all. Progress bars draw only on a terminal; in a
 file or a CI log each stage says one line instead (the commands' own log lines). Torch-free.
 """
 
@@ -10,7 +12,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sys
+import threading
 import warnings
+from collections.abc import Iterator
+from pathlib import Path
 
 VERBOSE_ENV = "C3D_RT_VERBOSE"  # an environment variable, so DataLoader workers and subprocesses inherit it
 
@@ -30,6 +36,11 @@ HARMLESS_WARNINGS = (
 # never uses; ONNX Runtime's quantiser's "pre-processing" advice, for models with shape-inference problems).
 HARMLESS_LOGGERS = ("torch.onnx", "torch.onnx._internal.exporter._registration", "torch._inductor", "torch._dynamo",
                     "torch.export", "")
+# The decoders' own log levels, set (unless the user set them) before OpenCV first opens a video: FFmpeg inside
+# OpenCV reads OPENCV_FFMPEG_LOGLEVEL once, and -8 is AV_LOG_QUIET. What a broken file means is said by c3d-rt,
+# with the file's name ("skipping DATA/a/x.mp4: unreadable or empty video").
+DECODER_LOG_ENV = {"OPENCV_FFMPEG_LOGLEVEL": "-8"}
+OUR_PACKAGE = Path(__file__).resolve().parents[1]
 
 
 def verbose() -> bool:
@@ -45,12 +56,90 @@ def set_verbose(on: bool) -> None:
 
 
 def filter_harmless_warnings() -> None:
-    """Install the filters of :data:`HARMLESS_WARNINGS` for the whole process (nothing with ``--verbose``)."""
+    """Install the filters of :data:`HARMLESS_WARNINGS` for the whole process (nothing with ``--verbose``), quiet
+    the video decoders, and show c3d-rt's own warnings as one line each."""
+    warnings.formatwarning = format_warning
+    quiet_decoder_logs()
     if verbose():
         warnings.simplefilter("default")
         return
     for category, message, module, _why in HARMLESS_WARNINGS:
         warnings.filterwarnings("ignore", message=message, category=category, module=module)
+
+
+_python_formatwarning = warnings.formatwarning
+
+
+def format_warning(message, category, filename, lineno, line=None) -> str:
+    """c3d-rt's own warnings as ``warning: MESSAGE`` (what it says is for the user, not where in our code it was
+    said); everyone else's as Python formats them."""
+    if category is UserWarning and Path(filename).resolve().is_relative_to(OUR_PACKAGE):
+        return f"warning: {message}\n"
+    return _python_formatwarning(message, category, filename, lineno, line)
+
+
+def quiet_decoder_logs() -> None:
+    """Turn the video decoders' own logging off (:data:`DECODER_LOG_ENV`) unless the user set it; on with
+    ``--verbose``.
+
+    Environment variables, so DataLoader workers and subprocesses inherit them; they must be set before OpenCV
+    first opens a video in the process, which :func:`c3d_rt.data.video.open_video` ensures by calling this.
+    """
+    for name, value in DECODER_LOG_ENV.items():
+        if not verbose():
+            os.environ.setdefault(name, value)
+        elif os.environ.get(name) == value:
+            del os.environ[name]  # inherited from a quiet c3d-rt (or set so by hand): --verbose shows all
+
+
+_native_lock = threading.Lock()
+_native_users = 0
+_native_saved_fd: int | None = None
+
+
+@contextlib.contextmanager
+def quiet_native_stderr() -> Iterator[None]:
+    """Hide what native code writes straight to file descriptor 2 while the block runs; ``--verbose`` shows it.
+
+    OpenCV's own AVI reader prints "Unexpected element. Expected: LIST. Got: <bytes of the file>" there with C's
+    fprintf, past sys.stderr and past any log level. The redirection is process-wide while any thread is inside
+    (threads share one), so keep the block to the call that prints (opening a video), and say the user's part
+    (which file, what c3d-rt does about it) after it. Where fd 2 cannot be redirected, nothing is hidden.
+    """
+    if verbose() or not _hide_fd2():
+        yield
+        return
+    try:
+        yield
+    finally:
+        _restore_fd2()
+
+
+def _hide_fd2() -> bool:
+    global _native_users, _native_saved_fd
+    with _native_lock:
+        if _native_users == 0:
+            try:
+                sys.stderr.flush()
+                saved = os.dup(2)
+            except (OSError, ValueError, AttributeError):
+                return False
+            null = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, 2)
+            os.close(null)
+            _native_saved_fd = saved
+        _native_users += 1
+        return True
+
+
+def _restore_fd2() -> None:
+    global _native_users, _native_saved_fd
+    with _native_lock:
+        _native_users -= 1
+        if _native_users == 0 and _native_saved_fd is not None:
+            os.dup2(_native_saved_fd, 2)
+            os.close(_native_saved_fd)
+            _native_saved_fd = None
 
 
 @contextlib.contextmanager

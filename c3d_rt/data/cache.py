@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import errno
 import os
+from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tqdm import tqdm
 
-from ..core.config import Preprocessing
+from ..core.config import ModelConfig, Preprocessing
 from ..core.console import bar_disabled
 from ..core.errors import describe
 from ..core.fileio import read_json
-from .framecache import CacheError, FrameCache, finished_relpaths, size_dir
+from .framecache import CacheError, FrameCache, finished_relpaths, size_dir, source_size
 from .splits import list_class_folder, probe_videos
-from .video import VideoReadError, decode_all_frames
+from .video import VideoReadError, decode_all_frames, frame_size
 
 
 @dataclass
@@ -27,10 +29,13 @@ class CacheReport:
     already: int = 0
     unreadable: list[str] = field(default_factory=list)
     orphans: int = 0  # entries whose video is gone: kept (training still uses them)
+    upscaled: int = 0  # videos whose frames are smaller than the cache's: stored upscaled (said before decoding)
 
     def summary(self) -> str:
-        lines = [f"frame cache {self.folder}: decoded {self.cached} videos, "
-                 f"{self.already} already cached, {len(self.unreadable)} unreadable skipped"
+        lines = [f"frame cache {self.folder}: decoded {self.cached} videos"
+                 + (f" ({self.upscaled} of them upscaled to {self.resize_wh[0]}x{self.resize_wh[1]})"
+                    if self.upscaled else "")
+                 + f", {self.already} already cached, {len(self.unreadable)} unreadable skipped"
                  + (f" (e.g. {self.unreadable[0]})" if self.unreadable else "")]
         if self.orphans:
             lines.append(f"{self.orphans} cached videos have no video file any more: their entries are kept and "
@@ -39,18 +44,19 @@ class CacheReport:
 
 
 def cache_videos(data: str | Path, prep: Preprocessing, *, workers: int | None = None, rebuild: bool = False,
-                 progress: bool = True) -> CacheReport:
+                 progress: bool = True, log: Callable[[str], None] = lambda _m: None) -> CacheReport:
     """Decode every video of ``data`` once, resized to ``prep.resize_wh``, into its frame cache.
 
     Resumable: fresh entries are skipped (``rebuild`` redoes them); every file is written to a
     temporary name and renamed, so a killed run or a full disk leaves no half-written entry.
+    Videos smaller than the cache's frames are stored upscaled: ``log`` says so, with the sizes, before decoding.
     """
     root = Path(data)
     _, videos = list_class_folder(root)
     report = CacheReport(size_dir(root, prep.resize_wh), prep.resize_wh)
     try:
         cache = FrameCache.create(root, prep.resize_wh)
-        _decode_into(cache, root, videos, prep, report, workers or os.cpu_count() or 1, rebuild, progress)
+        _decode_into(cache, root, videos, prep, report, workers or os.cpu_count() or 1, rebuild, progress, log)
     except OSError as exc:  # a full disk (numpy says "N requested and M written", without an errno), no permission
         full = exc.errno == errno.ENOSPC or "requested and" in str(exc)
         reason = "the disk is full" if full else f"cannot write there ({describe(exc)})"
@@ -64,7 +70,7 @@ def cache_videos(data: str | Path, prep: Preprocessing, *, workers: int | None =
 
 
 def _decode_into(cache: FrameCache, root: Path, videos: list[str], prep: Preprocessing, report: CacheReport,
-                 workers: int, rebuild: bool, progress: bool) -> None:
+                 workers: int, rebuild: bool, progress: bool, log: Callable[[str], None]) -> None:
     todo = []
     for rel in videos:
         _, state = cache.entry(root, rel)
@@ -77,6 +83,9 @@ def _decode_into(cache: FrameCache, root: Path, videos: list[str], prep: Preproc
         else:
             todo.append(rel)
     claimed = probe_videos(root, todo, workers)
+    warning = _upscale_warning(root, [rel for rel in todo if claimed[rel] > 0], claimed, prep, report, workers)
+    if warning:
+        log(f"warning: {warning}")
 
     def one(rel: str) -> tuple[str, bool]:
         try:
@@ -96,3 +105,49 @@ def _decode_into(cache: FrameCache, root: Path, videos: list[str], prep: Preproc
                 report.unreadable.append(rel)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _upscale_warning(root: Path, todo: list[str], claimed: dict[str, int], prep: Preprocessing, report: CacheReport,
+                     workers: int) -> str:
+    """What caching videos smaller than the cache's frames costs, said before it is spent ("" where none is).
+
+    The cache stores the frames the model reads, at ``prep.resize_wh``, so that a clip is a slice of one file and
+    bit-exact with decoding: a smaller video is stored upscaled, raw, which can be many times its own size.
+    """
+    w, h = prep.resize_wh
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        sizes = dict(zip(todo, pool.map(lambda rel: frame_size(root / rel), todo)))
+    small = [rel for rel, size in sizes.items() if size is not None and size[0] * size[1] < w * h]
+    report.upscaled = len(small)
+    if not small:
+        return ""
+    common = Counter(sizes[rel] for rel in small).most_common()
+    shown = ", ".join(f"{sw}x{sh}" for (sw, sh), _ in common[:3]) + (", ..." if len(common) > 3 else "")
+    cache_bytes = sum(claimed[rel] for rel in small) * w * h * 3
+    video_bytes = sum(source_size(root / rel) for rel in small)
+    fits = _largest_crop_within(min(sizes[rel][0] for rel in small), min(sizes[rel][1] for rel in small),
+                                prep.crop_size)
+    hint = (f" A model at --crop-size {fits.crop_size} reads {fits.resize_wh[0]}x{fits.resize_wh[1]} frames, which "
+            "these videos fill." if fits else "")
+    return (f"{len(small)} of {len(todo)} videos are smaller than the cache's {w}x{h} frames ({shown}): they are "
+            f"stored upscaled, about {_bytes(cache_bytes)} of cache for {_bytes(video_bytes)} of videos. A model at "
+            f"--crop-size {prep.crop_size} reads {w}x{h} frames, so training upscales them either way; without the "
+            f"cache it does so as it reads, using no disk.{hint}")
+
+
+def _largest_crop_within(width: int, height: int, below: int) -> Preprocessing | None:
+    """The preprocessing of the largest crop size under ``below`` whose frames fit in ``width`` x ``height``."""
+    for crop in range(below - 16, 31, -16):
+        prep = Preprocessing.for_model(ModelConfig(crop_size=crop))
+        if prep.resize_wh[0] <= width and prep.resize_wh[1] <= height:
+            return prep
+    return None
+
+
+def _bytes(n: float) -> str:
+    """1234567 -> "1.2 MB" (decimal units, as disks are sold)."""
+    for unit in ("kB", "MB", "GB"):
+        n /= 1000
+        if n < 1000:
+            return f"{n:.1f} {unit}"
+    return f"{n / 1000:.1f} TB"

@@ -60,7 +60,7 @@ def source_stamp(path: Path, digest: bool = True) -> dict:
     return stamp
 
 
-def _source_size(path: Path) -> int:
+def source_size(path: Path) -> int:
     """A video file's size; a frame folder's total size (its images)."""
     if path.is_dir():
         return sum(p.stat().st_size for p in path.iterdir() if p.is_file())
@@ -142,7 +142,7 @@ class FrameCache:
 
     @staticmethod
     def _fresh(source: Path, stamp: dict, check_digest: bool) -> bool:
-        if _source_size(source) != stamp.get("size"):
+        if source_size(source) != stamp.get("size"):
             return False
         if source.stat().st_mtime_ns == stamp.get("mtime_ns"):
             return True
@@ -153,7 +153,7 @@ class FrameCache:
         """Store one video's resized frames (None: unreadable), then its ``.json``; each file atomically."""
         npy, meta_path = self.paths(rel)
         source = Path(root) / rel
-        stamp = source_stamp(source) if source.is_file() else {"size": _source_size(source),
+        stamp = source_stamp(source) if source.is_file() else {"size": source_size(source),
                                                                   "mtime_ns": source.stat().st_mtime_ns}
         if frames is not None:
             with atomic_path(npy) as tmp:

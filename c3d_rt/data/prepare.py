@@ -8,14 +8,20 @@ or is group-aware, so that the same actors (``_gNN_``) never appear on both side
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import os
 import re
 import shutil
+import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tqdm import tqdm
 
 from ..core.console import bar_disabled
+from ..core.errors import describe
 from .splits import SPLIT_DIR, DataError, group_split, read_class_index, read_split_list, write_split_lists
 from .video import is_frame_folder, is_video
 
@@ -71,21 +77,47 @@ def plan_class_tree(src: Path) -> dict[str, str]:
     return plan
 
 
-def _place(src: Path, dst: Path, move: bool) -> bool:
-    """Copy (or move) ``src`` to ``dst`` unless an identical-size file is already there."""
-    if dst.exists() and (dst.is_dir() or dst.stat().st_size == src.stat().st_size):
-        return False
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(f".{dst.name}.partial")
+def _in_place(src: Path, dst: Path) -> bool:
+    """True where ``dst`` already holds ``src`` (a re-run): a folder, or a file of the same size."""
+    return dst.exists() and (dst.is_dir() or dst.stat().st_size == src.stat().st_size)
+
+
+def _place(src: Path, dst: Path, move: bool) -> None:
+    """Copy (or move) ``src`` to ``dst``, through a temporary name: a crash leaves a .partial file, never a short
+    video."""
     if move:
-        shutil.move(str(src), str(dst))
-    elif src.is_dir():
-        shutil.copytree(src, tmp, dirs_exist_ok=True)
+        _move(src, dst)
+        return
+    tmp = dst.with_name(f".{dst.name}.partial")
+    try:
+        if src.is_dir():
+            shutil.copytree(src, tmp, dirs_exist_ok=True)
+        else:
+            shutil.copy2(src, tmp)
         tmp.replace(dst)
-    else:
-        shutil.copy2(src, tmp)  # a crash leaves only a .partial file, never a short video
-        tmp.replace(dst)
-    return True
+    finally:
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            tmp.unlink(missing_ok=True)
+
+
+def _move(src: Path, dst: Path) -> None:
+    """A rename; across file systems a copy, then the source removed (a failed removal takes the copy back)."""
+    try:
+        os.rename(src, dst)
+        return
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+    _place(src, dst, move=False)
+    try:
+        shutil.rmtree(src) if src.is_dir() else src.unlink()
+    except BaseException:  # the move did not happen: the source made whole again, the copy removed
+        if src.is_dir():
+            shutil.copytree(dst, src, dirs_exist_ok=True)
+        shutil.rmtree(dst) if dst.is_dir() else dst.unlink(missing_ok=True)
+        raise
 
 
 def official_split(lists: Path, split: int, present: set[str], canonical: dict[str, str]) -> tuple[list[str], list[str]]:
@@ -121,27 +153,109 @@ def prepare(src: str | Path, dst: str | Path, *, lists: str | Path | None = None
                         f"with videos in them ({len(skipped)} other files).")
     classes = class_names or sorted({rel.split("/", 1)[0] for rel in plan.values()})
     report = PrepareReport(classes, skipped=skipped, dry_run=dry_run)
-    bar = tqdm(plan.items(), desc="prepare", unit="video", disable=bar_disabled(progress and not dry_run))
-    for name, rel in bar:
-        placed = not (dst / rel).exists() if dry_run else _place(src / name, dst / rel, move)
-        report.copied += placed
-        report.already_there += not placed
-    present = set(plan.values())
-    if lists:
-        canonical = {c.lower(): c for c in classes}
-        train, test = official_split(lists, split, present, canonical)
-        report.split_source = f"official lists {lists}, split {split}"
-    else:
-        train, test = group_split(sorted(present), val_fraction, seed)
-        report.split_source = f"group-aware, {val_fraction:.0%} of groups held out, seed {seed}"
+    train, test, report.split_source = _split(plan, classes, lists, split, val_fraction, seed)
     report.train, report.test = len(train), len(test)
+    # Every check before the first file is touched: the split, then what is in the way.
     if not resplit:
         _refuse_another_split(dst, train, test, classes)
-    if not dry_run:
-        write_split_lists(dst, train, test)
-        (dst / "classInd.txt").write_text("".join(f"{i + 1} {c}\n" for i, c in enumerate(classes)))
-        _carry_dataset_description(src, dst)
+    todo = _files_to_place(src, dst, plan)
+    report.copied, report.already_there = len(todo), len(plan) - len(todo)
+    if dry_run:
+        return report
+    _place_all(src, dst, todo, move, progress)
+    write_split_lists(dst, train, test)
+    (dst / "classInd.txt").write_text("".join(f"{i + 1} {c}\n" for i, c in enumerate(classes)))
+    _carry_dataset_description(src, dst)
     return report
+
+
+def _split(plan: dict[str, str], classes: list[str], lists: Path | None, split: int, val_fraction: float,
+           seed: int) -> tuple[list[str], list[str], str]:
+    """train and test lists of the planned videos, and where they come from."""
+    present = set(plan.values())
+    if lists:
+        train, test = official_split(lists, split, present, {c.lower(): c for c in classes})
+        return train, test, f"official lists {lists}, split {split}"
+    train, test = group_split(sorted(present), val_fraction, seed)
+    return train, test, f"group-aware, {val_fraction:.0%} of groups held out, seed {seed}"
+
+
+def _files_to_place(src: Path, dst: Path, plan: dict[str, str]) -> list[tuple[Path, Path]]:
+    """(source, target) of each video not yet in place; refuse a target name taken by something else (prepare never
+    replaces a file), or a file where a class folder goes."""
+    todo = []
+    for name, rel in plan.items():
+        source, target = src / name, dst / rel
+        if target.parent.exists() and not target.parent.is_dir():
+            raise DataError(f"{target.parent}: is a file, where the class folder {target.parent.name}/ goes. Move it "
+                            "away, or prepare into a new folder.")
+        if _in_place(source, target):
+            continue
+        if target.exists():
+            raise DataError(f"{target}: already there with other content ({target.stat().st_size} bytes; {source} "
+                            f"has {source.stat().st_size}), and prepare never replaces a file. Move it away, or "
+                            "prepare into a new folder.")
+        todo.append((source, target))
+    return todo
+
+
+def _place_all(src: Path, dst: Path, todo: list[tuple[Path, Path]], move: bool, progress: bool) -> None:
+    """Place every video; a move that fails or is interrupted half-way is moved back, so SRC is as it was."""
+    new_dirs = sorted({p for _, target in todo for p in (target.parent, *target.parent.parents)
+                       if not p.exists()}, key=lambda p: len(p.parts), reverse=True)
+    done: list[tuple[Path, Path]] = []
+    try:
+        for source, target in tqdm(todo, desc="prepare", unit="video", disable=bar_disabled(progress)):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            _place(source, target, move)
+            done.append((source, target))
+    except BaseException as exc:
+        failed = todo[len(done)][0] if len(done) < len(todo) else None
+        if move:
+            _move_back(src, dst, done, new_dirs, exc, failed)
+        if isinstance(exc, OSError):
+            raise DataError(f"copying {failed} to {dst} failed ({describe(exc)}). The {len(done)} videos copied before "
+                            f"it are kept (whole: no half-copied file is left) and {src} is untouched. Fix that and "
+                            "run the same command again: it goes on where it stopped.") from None
+        raise
+
+
+def _move_back(src: Path, dst: Path, done: list[tuple[Path, Path]], new_dirs: list[Path], exc: BaseException,
+               failed: Path | None) -> None:
+    """Undo the moves in ``done`` (and the folders made for them); say exactly what could not be undone."""
+    stuck = []
+    for source, target in reversed(done):
+        try:
+            _move(target, source)
+        except OSError:
+            stuck.append((source, target))
+    for folder in new_dirs:
+        with contextlib.suppress(OSError):
+            folder.rmdir()  # only if empty
+    cause = "was interrupted" if isinstance(exc, KeyboardInterrupt) else f"failed ({describe(exc)})"
+    at = f" at {failed.relative_to(src) if failed else '?'}"
+    if stuck:
+        listing = _write_listing(dst, stuck)
+        raise DataError(f"moving videos from {src} to {dst} {cause}{at}; {len(stuck)} of the {len(done)} videos moved "
+                        f"before it could not be moved back (e.g. {stuck[0][1]} belongs at {stuck[0][0]}). Every one "
+                        f"is listed, as 'target<TAB>source' lines, in {listing}.") from None
+    if isinstance(exc, OSError):
+        raise DataError(f"moving videos from {src} to {dst} {cause}{at}: the {len(done)} videos moved before it were "
+                        f"moved back, so nothing changed. Fix that (or prepare without --move: copying leaves {src} "
+                        "as it is) and run the same command again.") from None
+
+
+def _write_listing(dst: Path, pairs: list[tuple[Path, Path]]) -> Path:
+    """The list of videos left moved, in DST if it can be written there, else in the temporary folder."""
+    text = "".join(f"{target}\t{source}\n" for source, target in pairs)
+    for folder in (dst, Path(tempfile.gettempdir())):
+        path = folder / f"prepare-moved-{time.strftime('%Y%m%d-%H%M%S')}.txt"
+        try:
+            path.write_text(text)
+            return path
+        except OSError:
+            continue
+    return Path("(nowhere writable: " + "; ".join(f"{t} -> {s}" for s, t in pairs) + ")")
 
 
 def _refuse_another_split(dst: Path, train: list[str], test: list[str], classes: list[str]) -> None:

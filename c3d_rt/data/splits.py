@@ -137,6 +137,17 @@ class DataSplit:
         """The split `eval` reports on: the test split."""
         return self.test or self.val
 
+    @property
+    def validates_on_test(self) -> bool:
+        """No separate validation split (no ``val.txt``): what training validates on, and chooses ``best.pt`` by, is
+        the test split itself, the one `eval` reports on."""
+        return bool(self.val) and not self.test
+
+    @property
+    def val_name(self) -> str:
+        """What the per-epoch held-out figure is called: "val", or "test" where it is the test split's."""
+        return "test" if self.validates_on_test else "val"
+
     def to_dict(self) -> dict:
         return {"root": str(self.root), "classes": self.classes, "train": self.train, "val": self.val,
                 "test": self.test, "allow_hflip": self.allow_hflip}

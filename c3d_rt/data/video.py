@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 
 from ..core.config import Preprocessing
+from ..core.console import quiet_decoder_logs, quiet_native_stderr
 from ..core.errors import C3DError
 from ..core.transforms import resize_frame
 
@@ -32,11 +33,33 @@ def frame_images(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
 
 
+def open_video(path: Path) -> cv2.VideoCapture:
+    """``cv2.VideoCapture`` of a video file, without the decoders' own messages about a broken one (``--verbose``
+    shows them; callers say which file, and what they do about it)."""
+    quiet_decoder_logs()
+    with quiet_native_stderr():
+        return cv2.VideoCapture(str(path))
+
+
+def frame_size(path: Path) -> tuple[int, int] | None:
+    """(width, height) of a video's (or frame folder's) frames; None if unreadable."""
+    if path.is_dir():
+        images = frame_images(path)
+        image = cv2.imread(str(images[0])) if images else None
+        return (image.shape[1], image.shape[0]) if image is not None else None
+    cap = open_video(path)
+    try:
+        size = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+        return size if cap.isOpened() and min(size) > 0 else None
+    finally:
+        cap.release()
+
+
 def count_frames(path: Path) -> int:
     """Frames in a video (as its container claims) or a frame folder; 0 if unreadable."""
     if path.is_dir():
         return len(frame_images(path))
-    cap = cv2.VideoCapture(str(path))
+    cap = open_video(path)
     try:
         if not cap.isOpened():
             return 0
@@ -53,9 +76,10 @@ def read_video_frames(path: Path, wanted: list[int],
     decoded."""
     wanted_set, last = set(wanted), max(wanted)
     frames: dict[int, np.ndarray] = {}
-    cap = cv2.VideoCapture(str(path))
+    cap = open_video(path)
     if not cap.isOpened():
-        raise VideoReadError(f"{path}: OpenCV cannot open this video")
+        raise VideoReadError(f"{path}: OpenCV cannot open this video (truncated, or not a video; --verbose shows "
+                             "the decoder's own message)")
     decoded = 0
     try:
         while decoded <= last:

@@ -70,7 +70,8 @@ class FitResult:
     best_top1: float
     last_metrics: dict[str, Any]
     skipped_videos: int
-    best_split: str = "validation"  # which clips best_top1 was measured on: "validation" or "training"
+    best_split: str = "validation"  # which clips best_top1 was measured on: "validation", "test" (no val.txt: the
+    # test split chose best.pt) or "training" (no held-out split at all)
     test_metrics: dict[str, Any] | None = None  # best.pt on the test split, where val.txt keeps it apart
 
 
@@ -163,6 +164,11 @@ def fit(data: str | Path, run_dir: str | Path, *, model_config: ModelConfig | No
                 f"{cfg.epochs} epochs")
         for warning in split_warnings(split, train_set, val_set, prep):
             say(f"warning: {warning}")
+        if val_set is not None and split.validates_on_test:
+            say(f"no splits/val.txt in {split.root}: training validates on the test split ({len(val_set)} clips), "
+                "the one `c3d-rt eval` reports on, so the per-epoch 'test' figure also chooses best.pt (and stops "
+                "--patience), and best.pt's test top-1 is optimistic. For an unbiased one, list validation videos "
+                "apart from the test split in splits/val.txt.")
         for note in dict.fromkeys(d.cache_note for d in (train_set, val_set) if d is not None and d.cache_note):
             say(note)
         if overwrite and state is None:
@@ -196,7 +202,7 @@ def fit(data: str | Path, run_dir: str | Path, *, model_config: ModelConfig | No
                 _save_epoch(run_dir, model, optimizer, scaler, epoch, top1, best_top1, split, prep, cfg, metrics, ema)
                 if board is not None:
                     write_epoch_scalars(board, metrics)
-                say(_epoch_line(metrics))
+                say(_epoch_line(metrics, split.val_name))
             best_top1 = max(best_top1, top1)
             if stop:
                 say(f"stopping early: the validation top-1 has not improved for {cfg.patience} epochs; best.pt holds "
@@ -209,7 +215,8 @@ def fit(data: str | Path, run_dir: str | Path, *, model_config: ModelConfig | No
         dist.barrier()
     skipped = len(train_set.skipped) + (len(val_set.skipped) if val_set else 0)
     test = best_on_test(run_dir, model, split, prep, cfg, dev, ddp, say) if split.test and val_set is not None else None
-    return FitResult(run_dir, best_top1, metrics, skipped, "validation" if val_set is not None else "training", test)
+    measured_on = "training" if val_set is None else "test" if split.validates_on_test else "validation"
+    return FitResult(run_dir, best_top1, metrics, skipped, measured_on, test)
 
 
 def best_on_test(run_dir: Path, model: C3D, split: DataSplit, prep: Preprocessing, cfg: TrainConfig,
@@ -269,8 +276,9 @@ def _save_epoch(run_dir, model, optimizer, scaler, epoch, top1, best_top1, split
     append_log(run_dir / LOG, {k: v for k, v in metrics.items() if k != "confusion"})
 
 
-def _epoch_line(m: dict[str, Any]) -> str:
-    val = (f" | val loss {m['val_loss']:.3f} top1 {m['val_top1']:.3f} top5 {m['val_top5']:.3f}"
+def _epoch_line(m: dict[str, Any], val_name: str = "val") -> str:
+    """The epoch's line; ``val_name`` "test" where the held-out figure is the test split's (no val.txt)."""
+    val = (f" | {val_name} loss {m['val_loss']:.3f} top1 {m['val_top1']:.3f} top5 {m['val_top5']:.3f}"
            if "val_top1" in m else "")
     return (f"epoch {m['epoch']}: train loss {m['train_loss']:.3f} top1 {m['train_top1']:.3f}{val} | "
             f"{m['clips_per_s']:.1f} clips/s, {m['data_wait']:.0%} waiting for data | lr {m['lr']:.2e}")
