@@ -24,9 +24,9 @@ ROW_KEYS = {"engine", "device", "precision", "batch", "status", "p50_ms", "p95_m
 
 
 @pytest.fixture(scope="module")
-def quick_report(tiny_export, tmp_path_factory):
+def quick_report(tiny_export, tiny_ckpt, tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
-    report = run_bench(tiny_export[0], QUICK, **QUIET)
+    report = run_bench(tiny_export[0], QUICK, checkpoint=tiny_ckpt, **QUIET)  # named: the eager rows
     save_outputs(report, out / "bench.json", out / "bench.md", out / "bench.png")
     return report, out
 
@@ -81,7 +81,7 @@ def test_unavailable_engines_are_rows_with_a_reason(quick_report, tiny_export, t
         ("ort/int8/cpu", "unavailable", True)]
 
 
-def test_a_model_that_computes_something_else_fails_loudly(tiny_export, tmp_path):
+def test_a_model_that_computes_something_else_fails_loudly(tiny_export, tiny_ckpt, tmp_path):
     wrong_dir = tmp_path / "export"
     shutil.copytree(tiny_export[0], wrong_dir)
     model = onnx.load(str(wrong_dir / "c3d.onnx"))
@@ -91,7 +91,8 @@ def test_a_model_that_computes_something_else_fails_loudly(tiny_export, tmp_path
     onnx.save(model, str(wrong_dir / "c3d.onnx"))
     run = subprocess.run([sys.executable, "-m", "c3d_rt.cli", "bench", "--model", str(wrong_dir), "--engines",
                           "ort,openvino", "--devices", "cpu", "--precision", "fp32", "--batch", "1", "--iters", "2", "--warmup", "0",
-                          "--clips", "8", "--json", str(tmp_path / "b.json")], capture_output=True, text=True,
+                          "--clips", "8", "--checkpoint", str(tiny_ckpt), "--json", str(tmp_path / "b.json")],
+                         capture_output=True, text=True,
                          timeout=300)
     assert run.returncode == 1, run.stdout + run.stderr
     assert "did not compute what the eager fp32 model computes" in run.stderr

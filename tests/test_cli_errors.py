@@ -296,7 +296,7 @@ def test_a_user_folder_without_dataset_json_still_loads(tmp_path):
     assert load_data_split(tmp_path).classes == ["clap", "wave"]
 
 
-def test_export_removes_files_of_another_model(tiny_ckpt, tmp_path):
+def test_export_with_force_removes_files_of_another_model(tiny_ckpt, tmp_path):
     import json
 
     from c3d_rt.export.job import export_checkpoint
@@ -305,8 +305,8 @@ def test_export_removes_files_of_another_model(tiny_ckpt, tmp_path):
     out.mkdir()
     (out / "c3d.ts").write_bytes(b"an older model")
     (out / "report.json").write_text(json.dumps({"source": "old.pt", "source_sha256": "0" * 64, "artifacts": []}))
-    export_checkpoint(tiny_ckpt, out, formats=["onnx"], check_clips=4, log=lambda _m: None)
-    assert (out / "c3d.onnx").is_file() and not (out / "c3d.ts").exists()
+    export_checkpoint(tiny_ckpt, out, formats=["onnx"], check_clips=4, force=True, log=lambda _m: None)
+    assert (out / "c3d.onnx").is_file() and not (out / "c3d.ts").exists()  # without force: refused (test_export_errors)
 
 
 def test_describe_never_cuts_a_word():

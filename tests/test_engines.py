@@ -106,7 +106,7 @@ def test_auto_times_proven_engines_takes_the_fastest_and_caches_it(tiny_export, 
     assert not third.cached and json.loads(cache.read_text())
 
 
-def test_auto_only_takes_what_the_exporter_proved(tiny_export, tmp_path, monkeypatch):
+def test_auto_only_takes_what_the_exporter_proved(tiny_export, tiny_ckpt, tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     folder = tmp_path / "export"
     shutil.copytree(tiny_export[0], folder)
@@ -114,7 +114,7 @@ def test_auto_only_takes_what_the_exporter_proved(tiny_export, tmp_path, monkeyp
     report["artifacts"] = [a for a in report["artifacts"] if a["format"] == "onnx"]  # only c3d.onnx proven,
     report["proofs"] = []  # and no precision a runtime lowers to (the exporter proves bf16 on CPUs that have it)
     (folder / "report.json").write_text(json.dumps(report))
-    engine, choice = choose(folder, "cpu", checkpoint=None, **QUIET)
+    engine, choice = choose(folder, "cpu", checkpoint=tiny_ckpt, **QUIET)  # named: its eager engines are candidates
     engine.close()
     timed = {t.key for t in choice.trials if t.p50_ms is not None}
     assert timed <= {"ort/fp32/cpu", "openvino/fp32/cpu", "torch/fp32/cpu"}
@@ -125,10 +125,11 @@ def test_auto_only_takes_what_the_exporter_proved(tiny_export, tmp_path, monkeyp
 
 
 @pytest.mark.parametrize("engine,precision", [("openvino", "int8"), ("torch", "fp32")])
-def test_live_recognizer_runs_on_other_engines(tiny_export, engine, precision):
+def test_live_recognizer_runs_on_other_engines(tiny_export, tiny_ckpt, engine, precision):
     if engine == "openvino":
         pytest.importorskip("openvino", reason="OpenVINO is not installed (the openvino extra)")
-    summary = run_live(tiny_export[0], "synthetic@200", RunSettings(show=False, max_frames=60), engine=engine,
+    model = tiny_ckpt if engine == "torch" else tiny_export[0]  # a folder runs only its files: torch is named
+    summary = run_live(model, "synthetic@200", RunSettings(show=False, max_frames=60), engine=engine,
                        precision=precision, **QUIET)
     assert summary.engine == f"{engine}/{precision}/cpu" and summary.predictions > 0 and summary.frames_read == 60
 

@@ -100,6 +100,7 @@ def test_aoti_package_is_proven_runs_and_is_a_bench_row(tiny_ckpt, tmp_path):
             clips = _clips(engine, batch)
             np.testing.assert_allclose(engine(clips), _reference(tiny_ckpt, clips), rtol=1e-4, atol=1e-4)
     bench = run_bench(out, BenchSettings(engines=("aoti",), precisions=("fp32",), devices=("cpu",), batches=(1,),
-                                         warmup=1, iters=2, clips=4, auto=False, peer=False), log=lambda _m: None)
+                                         warmup=1, iters=2, clips=4, auto=False, peer=False), checkpoint=tiny_ckpt,
+                     log=lambda _m: None)
     row = next(r for r in bench.rows if r.engine == "aoti")
     assert row.status == "ok" and row.p50_ms > 0, row.reason

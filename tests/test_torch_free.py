@@ -72,7 +72,7 @@ def test_webcam_and_bench_run_without_torch(tiny_export, tiny_ckpt, no_torch, tm
 
     run = _run(no_torch, "-m", "c3d_rt.cli", "bench", "--model", str(out), "--engines", "torch,ort",
                "--precision", "fp32", "--devices", "cpu", "--batch", "1", "--warmup", "1", "--iters", "2",
-               "--clips", "4", "--json", str(tmp_path / "bench.json"))
+               "--clips", "4", "--checkpoint", str(tiny_ckpt), "--json", str(tmp_path / "bench.json"))
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
     report = json.loads((tmp_path / "bench.json").read_text())
     rows = {r["engine"]: r for r in report["rows"] if r["precision"] == "fp32" and r["device"] == "cpu"}

@@ -7,6 +7,7 @@ SHA-256 a passing record names.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Iterator
 
 from ..core.fileio import read_json
 from .formats import FORMATS, artifact_sha256, folder_files, read_artifact_info
@@ -21,19 +22,34 @@ def read_report(folder: Path) -> dict:
 
 
 def source_checkpoint(folder: Path) -> Path | None:
-    """The checkpoint an export folder's artifacts were made from, if it is still there."""
-    source = read_report(folder).get("source")
-    if isinstance(source, str) and Path(source).is_file():
-        return Path(source)
-    files = list(folder_files(folder).values())
-    for path in files:
+    """The checkpoint the folder's artifacts were exported from, where the folder itself holds it: the file of the
+    recorded source's name inside ``folder``, with the recorded SHA-256; else None.
+
+    A model folder runs only what is inside it: the recorded path (report.json's "source", each file's
+    source_path) points back into the training run, and a copied folder must not reach back there. A checkpoint
+    elsewhere is used only when the user names it."""
+    for source, sha256 in _recorded_sources(Path(folder)):
+        if not (isinstance(source, str) and source and isinstance(sha256, str) and sha256):
+            continue
+        candidate = Path(folder) / Path(source).name
+        if candidate.is_file() and artifact_sha256(candidate) == sha256:
+            return candidate
+    return None
+
+
+def _recorded_sources(folder: Path) -> Iterator[tuple[object, object]]:
+    """(path, SHA-256) of the source checkpoint as report.json records it; without a report, as each file's
+    metadata does (read only then: reading an IR imports OpenVINO)."""
+    report = read_report(folder)
+    if report.get("source"):
+        yield report.get("source"), report.get("source_sha256")
+        return
+    for path in folder_files(folder).values():
         try:
-            source = read_artifact_info(path).source_path
+            info = read_artifact_info(path)
         except ArtifactError:
             continue
-        if source and Path(source).is_file():
-            return Path(source)
-    return None
+        yield info.source_path, info.source_sha256
 
 
 def proven_digests(folder: Path) -> dict[str, str]:

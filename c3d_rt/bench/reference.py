@@ -1,5 +1,5 @@
-"""What every bench row is judged against: the eager fp32 model (or, without torch, the proven ONNX file) on
-real clips of the model's own data, or synthetic motion clips where that is gone."""
+"""What every bench row is judged against: the eager fp32 model of the checkpoint named (or, without one or without
+torch, the proven ONNX file) on real clips of the model's own data, or synthetic motion clips where that is gone."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 
 from ..artifacts.formats import FORMATS, folder_files
 from ..artifacts.info import ArtifactInfo
-from ..artifacts.proofs import source_checkpoint
+from ..artifacts.proofs import read_report, recorded_proof, source_checkpoint
 from ..core.machine import library_installed
 from ..engines import Plan, load_plan
 from ..engines.equivalence import run_batched
@@ -18,7 +18,8 @@ from .rows import BenchError
 
 
 def find_reference(model_dir: Path, checkpoint: Path | None) -> tuple[ArtifactInfo, Path | None]:
-    """The metadata of the folder's artifacts, and the checkpoint they were exported from."""
+    """The metadata of the folder's artifacts, and the checkpoint they were exported from: the one named, or the
+    folder's own (never one outside it that the export recorded; without it the proven c3d.onnx is the reference)."""
     if not model_dir.is_dir():
         raise BenchError(f"--model {model_dir}: expected the folder `c3d-rt export` wrote (c3d.onnx, c3d.ts, ...).")
     files = folder_files(model_dir)
@@ -51,7 +52,17 @@ def reference_logits(checkpoint, model_dir: Path, clips: np.ndarray) -> tuple[np
 
         return run_batched(reference_engine(checkpoint, checkpoint.build_model()), clips), "eager fp32 (CPU)"
     plan = Plan("ort", "fp32", "cpu", model_dir / FORMATS["onnx"].file, "onnx")
+    if not plan.path.is_file() or recorded_proof(plan.path) is None:
+        raise BenchError(f"--model {model_dir}: the bench judges every row against the eager model, and without it "
+                         f"against {plan.path.name} as report.json proves it; no checkpoint was named, and "
+                         f"{plan.path.name} is {'not the proven file' if plan.path.is_file() else 'not there'}. "
+                         f"Pass --checkpoint CKPT (the one it was exported from{_recorded(model_dir)}).")
     with load_plan(plan) as engine:
-        why = ("the source checkpoint was not found; pass --checkpoint" if library_installed("torch") else
-               "torch is not installed, so the checkpoint cannot run")
+        why = ("no checkpoint was named: pass --checkpoint CKPT for the eager reference and the torch rows"
+               if library_installed("torch") else "torch is not installed, so the checkpoint cannot run")
         return run_batched(engine, clips), f"ONNX Runtime CPU fp32 ({why})"
+
+
+def _recorded(model_dir: Path) -> str:
+    source = read_report(model_dir).get("source")
+    return f": report.json names {source}" if source else ""

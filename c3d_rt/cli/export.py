@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
-from typing import NoReturn, Optional
+from typing import TYPE_CHECKING, NoReturn, Optional
 
 import typer
 
@@ -12,6 +11,9 @@ from ..artifacts.formats import FORMATS
 from . import checks
 from .app import app
 from .options import Device, EngineName, PrecisionName, TritonKind, command_line, interrupted, needs_torch, write_json
+
+if TYPE_CHECKING:
+    from ..export.report import ExportReport
 
 
 def _proof_recorded_without_torch(artifact: Path) -> bool:
@@ -45,7 +47,9 @@ def export(
                                                     "(default: the checkpoint's own split)."),
     labels: Optional[Path] = typer.Option(None, exists=True, dir_okay=False, help="Class names, one per line."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also copy the report here."),
-    force: bool = typer.Option(False, "--force", help="Replace an existing Triton model folder (OUT/triton/c3d)."),
+    force: bool = typer.Option(False, "--force", help="Replace what OUT holds of another checkpoint (its exported "
+                                                      "files and report.json; without it such a folder is refused), "
+                                                      "and an existing Triton model folder (OUT/triton/c3d)."),
     triton_kind: TritonKind = typer.Option(TritonKind.cpu, help="With --formats triton: where the server runs it "
                                                                 "(KIND_CPU, KIND_GPU, KIND_GPU with TensorRT)."),
     triton_max_batch: int = typer.Option(8, min=1, max=4096, help="With --formats triton: max_batch_size (the "
@@ -64,13 +68,12 @@ def export(
     from ..export.report import format_report_table
 
     chosen = parse_formats(formats) if formats else default_formats()
-    started = time.time()
     try:
         report = export_checkpoint(ckpt, out, formats=chosen, opset=opset, calib=calib, labels_file=labels,
                                    force=force, triton=TritonOptions(triton_kind.value, triton_max_batch),
                                    log=lambda m: typer.echo(m, err=True))
-    except KeyboardInterrupt:
-        _interrupted_export(ckpt, out, chosen, started)
+    except KeyboardInterrupt as exc:
+        _interrupted_export(ckpt, out, chosen, getattr(exc, "report", None), force)
     typer.echo(format_report_table(report))
     if json_out:
         write_json(json_out, report.to_dict())
@@ -86,12 +89,30 @@ def export(
         raise typer.Exit(code=1)
 
 
-def _interrupted_export(ckpt: Path, out: Path, chosen: list[str], started: float) -> NoReturn:
-    done = [f for f in chosen if (out / FORMATS[f].file).is_file() and (out / FORMATS[f].file).stat().st_mtime >= started]
-    rest = [f for f in chosen if f not in done]
-    interrupted(f"proven and written to {out}: {', '.join(done) or 'nothing'} (no half-written file is left; "
-                 f"report.json was not updated). Export the rest with: "
-                 f"{command_line('export', str(ckpt), '--out', str(out), '--formats', ','.join(rest))}")
+def _interrupted_export(ckpt: Path, out: Path, chosen: list[str], report: ExportReport | None,
+                        force: bool) -> NoReturn:
+    """Say exactly what report.json holds after Ctrl-C (``report``: what the exporter wrote there; None: Ctrl-C
+    came before it wrote anything) and how to export the rest."""
+    def again(formats: list[str]) -> str:
+        flags = ["--force"] if force and "triton" in formats else []
+        return command_line("export", str(ckpt), "--out", str(out), "--formats", ",".join(formats), *flags)
+
+    if report is None:
+        interrupted(f"before any format was exported: nothing was written to {out}, and its report.json (if any) is "
+                    f"as it was. Export with: {again(chosen)}")
+    proven = [a.format for a in report.artifacts if a.status == "ok"]
+    failed = [a.format for a in report.artifacts if a.status != "ok"]
+    holds = (f"{out / 'report.json'} now records an incomplete export (\"complete\": false, \"ok\": false) of "
+             f"{ckpt}: proven: {', '.join(proven) or 'nothing'}"
+             + (f"; failed its check: {', '.join(failed)}" if failed else "")
+             + ". `auto` and `verify` trust only the files it records as proven; no half-written file is left.")
+    if report.unfinished:
+        interrupted(f"{holds} Not exported: {', '.join(report.unfinished)}. Export the rest with: "
+                    f"{again(report.unfinished)}")
+    interrupted(f"{holds} Every format asked for is written, but the checks of the precisions a runtime lowers a file "
+                f"to by itself (OpenVINO bf16, TensorRT fp16, autocast) did not finish: report.json keeps earlier "
+                f"ones only, and `auto` takes none without its check. Check one with `c3d-rt verify FILE --engine E "
+                f"--precision P`, or export again: {again(chosen)}")
 
 
 @app.command()

@@ -42,7 +42,10 @@ def unproven(plan: "Plan", folder: Path) -> str:
 
 
 def plans(model: Path, *, checkpoint: Path | None = None, devices: tuple[str, ...] = DEVICES) -> list[Plan]:
-    """Every (engine, precision, device) that has a file to run in ``model`` (a folder or one file)."""
+    """Every (engine, precision, device) that has a file to run in ``model`` (a folder or one file).
+
+    A folder offers only what is inside it: the eager engine gets the training checkpoint when it is named
+    (``checkpoint``) or lies in the folder itself (:func:`source_checkpoint`), never by the path the export recorded."""
     model = Path(model)
     if model.is_dir():
         files = folder_files(model)
@@ -89,12 +92,22 @@ def resolve(model: Path, engine: str, precision: str = "auto", device: str = "au
         options = [p for p in options if p.precision == precision]
     if not options:
         raise EngineUnavailable(f"{model}: nothing for engine {engine} at precision {precision} on {device}. "
-                                f"{_what_is_here(model, checkpoint)}")
+                                f"{_needs_checkpoint(model, engine, checkpoint)}{_what_is_here(model, checkpoint)}")
     plan = options[0]
     why = availability(plan)
     if why:
         raise EngineUnavailable(f"engine {plan.key} cannot run here: {why}. {_what_is_here(model, checkpoint)}")
     return plan
+
+
+def _needs_checkpoint(model: Path, engine: str, checkpoint: Path | None) -> str:
+    """Why a folder offers an eager engine nothing: it runs only the files inside it."""
+    if checkpoint is not None or not Path(model).is_dir() or any(
+            f != CHECKPOINT for fmts in ENGINES[engine].formats.values() for f in fmts):
+        return ""
+    return (f"Engine {engine} runs a training checkpoint, and a model folder runs only the files inside it (not the "
+            "checkpoint its report.json names): name it (--model CKPT.pt, --checkpoint CKPT where the command has "
+            "it, checkpoint= in the API). ")
 
 
 def _what_is_here(model: Path, checkpoint: Path | None) -> str:

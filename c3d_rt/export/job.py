@@ -36,7 +36,7 @@ from .inputs import RANDOM_BATCHES, CheckInputs, ExportError, build_check_inputs
 from .onnx import write_onnx_fp16, write_onnx_fp32, write_onnx_int8
 from .openvino import write_openvino_int8, write_openvino_ir
 from .proof import ArtifactResult, compare, proof_engine, prove_lowered_plans
-from .report import ExportReport, result_line, write_report
+from .report import ExportReport, check_one_model, result_line, write_report
 from .torch_formats import write_aoti, write_torch_export, write_torchscript
 
 DEFAULT_OPSET = 18
@@ -75,13 +75,16 @@ def export_checkpoint(ckpt_path: str | Path, out_dir: str | Path = "export", *, 
                       log: Callable[[str], None] = print) -> ExportReport:
     """Export a checkpoint to the given formats; write only artifacts that prove equivalent.
 
-    ``force`` lets an existing Triton model folder be replaced; ``triton`` says how its server runs it."""
+    ``force`` lets files (and report.json) exported from another checkpoint, and an existing Triton model folder,
+    be replaced; ``triton`` says how its server runs it. Ctrl-C raises :class:`ExportInterrupted` once report.json
+    has been written with what is proven so far."""
     start = time.perf_counter()
     formats = formats or default_formats()
     out_dir = Path(out_dir)
     check_repository(out_dir, formats, force)
     (triton or triton_repo.TritonOptions()).check()
     ckpt = load_checkpoint(ckpt_path)
+    check_one_model(out_dir, ckpt.path, ckpt.sha256, force)  # one model a folder: another's only with --force
     labels = resolve_labels(ckpt, labels_file)
     prep = ckpt.preprocessing or Preprocessing.for_model(ckpt.model_config)
     model = ckpt.build_model()
@@ -94,18 +97,29 @@ def export_checkpoint(ckpt_path: str | Path, out_dir: str | Path = "export", *, 
         f"{', '.join(map(str, RANDOM_BATCHES))}")
     job = ExportJob(ckpt, model, labels, prep, opset, calib_set, calib_clips, reference_engine(ckpt, model), inputs,
                     report, triton=triton or triton_repo.TritonOptions())
-    with tempfile.TemporaryDirectory(dir=out_dir, prefix=".export-") as staging:
-        job.staging = Path(staging)
-        try:
+    try:
+        with tempfile.TemporaryDirectory(dir=out_dir, prefix=".export-") as staging:
+            job.staging = Path(staging)
             for fmt in _ordered(formats):
                 result = job.export_one(fmt, out_dir)
                 report.artifacts.append(result)
                 log(result_line(result))
-        except KeyboardInterrupt:  # what is proven and written so far is recorded, so a re-run keeps it
-            write_report(out_dir, report, [a.format for a in report.artifacts], start, log, prove_lowered=None)
-            raise
-    return write_report(out_dir, report, formats, start, log, prove_lowered=lambda earlier: prove_lowered_plans(
-        out_dir, ckpt.path, job.reference, inputs, earlier, log))
+        return write_report(out_dir, report, start, log, force=force, prove_lowered=lambda earlier: prove_lowered_plans(
+            out_dir, ckpt.path, job.reference, inputs, earlier, log))
+    except KeyboardInterrupt:  # what is proven and written so far is recorded, marked as not all there is
+        report.complete = False
+        report.unfinished = [f for f in _ordered(formats) if f not in {a.format for a in report.artifacts}]
+        raise ExportInterrupted(write_report(out_dir, report, start, log, None, force=force)) from None
+
+
+class ExportInterrupted(KeyboardInterrupt):
+    """Ctrl-C once the export had begun writing: ``report`` is what report.json now holds (``complete`` False).
+
+    A Ctrl-C before that (loading, building the check inputs) is a plain KeyboardInterrupt: nothing was written."""
+
+    def __init__(self, report: ExportReport) -> None:
+        super().__init__()
+        self.report = report
 
 
 @dataclass

@@ -7,16 +7,17 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
-from ..artifacts.formats import FORMATS, artifact_files, artifact_sha256, read_artifact_info
+from ..artifacts import triton as triton_repo
+from ..artifacts.formats import FORMATS, artifact_files, artifact_sha256, folder_files, read_artifact_info
 from ..artifacts.proofs import REPORT_FILE, read_report
 from ..core.errors import C3DError
 from ..core.fileio import atomic_write_text
 from ..engines import Plan
-from .inputs import RANDOM_BATCHES
+from .inputs import RANDOM_BATCHES, ExportError
 from .proof import ArtifactResult, proof_record
 
 
@@ -33,10 +34,13 @@ class ExportReport:
     proofs: list[dict] = field(default_factory=list)  # engine/precision/device checks of lowered precisions
     seconds: float = 0.0
     machine: dict[str, Any] = field(default_factory=dict)
+    complete: bool = True  # False: interrupted (Ctrl-C); what it records is proven, the rest was not done
+    unfinished: list[str] = field(default_factory=list)  # formats asked for that an interrupted export left
 
     @property
     def ok(self) -> bool:
-        return all(a.status == "ok" for a in self.artifacts)
+        """Every format asked for is proven; never for an interrupted export."""
+        return self.complete and all(a.status == "ok" for a in self.artifacts)
 
     def failures(self, explicit: bool) -> tuple[list[str], list[str]]:
         """(formats whose failure fails the export, formats merely refused).
@@ -56,59 +60,97 @@ class ExportReport:
         return {**asdict(self), "ok": self.ok}
 
 
-def write_report(out_dir: Path, report: ExportReport, formats: list[str], start: float, log: Callable[[str], None],
-                 prove_lowered: Callable[[dict], list[dict]] | None) -> ExportReport:
-    """Merge what this export did with what an earlier export of the same checkpoint left, and save it.
+def write_report(out_dir: Path, report: ExportReport, start: float, log: Callable[[str], None],
+                 prove_lowered: Callable[[dict], list[dict]] | None, *, force: bool = False) -> ExportReport:
+    """Merge what this export did (``report.artifacts``) with what an earlier export of the same checkpoint
+    left, save it, and return the merged report.
 
-    ``prove_lowered(earlier report)`` gives the proofs of lowered precisions; None (an interrupted export)
-    keeps the earlier ones."""
-    sha = report.source_sha256
+    A format this export did not write keeps its earlier proof while its file is unchanged. ``prove_lowered(earlier
+    report)`` gives the proofs of lowered precisions; None (an interrupted export) keeps the earlier ones.
+    ``report`` itself is left as it is, so an export interrupted in here can call it again. ``force``: files of
+    another checkpoint go (without it the export was refused before it began)."""
     earlier = read_report(out_dir)
-    earlier = earlier if earlier.get("source_sha256") == sha else {}
-    report.artifacts += earlier_results(out_dir, earlier, formats)
-    remove_other_models(out_dir, sha, formats, log)
-    report.artifacts.sort(key=lambda a: list(FORMATS).index(a.format))
-    report.proofs = earlier.get("proofs", []) if prove_lowered is None else prove_lowered(earlier)
-    report.seconds = round(time.perf_counter() - start, 2)
-    atomic_write_text(json.dumps(report.to_dict(), indent=2) + "\n", out_dir / REPORT_FILE)
-    return report
+    earlier = earlier if earlier.get("source_sha256") == report.source_sha256 else {}
+    kept = earlier_results(out_dir, earlier, [a.format for a in report.artifacts])
+    proofs = earlier.get("proofs", []) if prove_lowered is None else prove_lowered(earlier)
+    if force:
+        remove_other_models(out_dir, report.source_sha256, log)
+    merged = replace(report, artifacts=sorted(report.artifacts + kept, key=lambda a: list(FORMATS).index(a.format)),
+                     proofs=proofs, seconds=round(time.perf_counter() - start, 2),
+                     unfinished=[f for f in report.unfinished if f not in {a.format for a in kept}])
+    atomic_write_text(json.dumps(merged.to_dict(), indent=2) + "\n", out_dir / REPORT_FILE)
+    return merged
 
 
-def earlier_results(out_dir: Path, earlier: dict, formats: list[str]) -> list[ArtifactResult]:
+def earlier_results(out_dir: Path, earlier: dict, done: list[str]) -> list[ArtifactResult]:
     """Proofs of files from an earlier export of the same checkpoint into this folder that this one left
-    alone, while each file is still the one proven (same SHA-256)."""
+    alone (not in ``done``), while each file is still the one proven (same SHA-256)."""
     kept = []
     for a in earlier.get("artifacts", []):
         try:
             path = out_dir / FORMATS[a["format"]].file
-            if a["format"] not in formats and path.is_file() and a.get("sha256") == artifact_sha256(path):
+            if a["format"] not in done and path.is_file() and a.get("sha256") == artifact_sha256(path):
                 kept.append(ArtifactResult(**a))
         except (KeyError, TypeError, OSError):
             continue
     return kept
 
 
-def remove_other_models(out_dir: Path, sha256: str, formats: list[str], log: Callable[[str], None]) -> None:
-    """An export folder holds one model: files exported from another checkpoint (by their own metadata) go."""
-    folder_source = read_report(out_dir).get("source_sha256")
-    stale = []
-    for name, spec in FORMATS.items():
-        path = out_dir / spec.file
-        if name in formats or not path.is_file():
-            continue
+def other_models(out_dir: Path, sha256: str) -> dict[Path, str]:
+    """Each file in ``out_dir`` exported from another checkpoint than ``sha256`` -> that checkpoint (as recorded).
+
+    A file says whose it is in its own metadata; where that cannot be read, the folder's report.json says, and
+    report.json itself is listed when it is another checkpoint's. An IR counts as its .xml and .bin."""
+    report = read_report(out_dir)
+    folder_sha = report.get("source_sha256")
+    folder_source = str(report.get("source") or f"SHA-256 {str(folder_sha)[:12]}")
+    found: dict[Path, str] = {}
+    for path in folder_files(out_dir).values():
         try:
-            other = read_artifact_info(path).source_sha256 != sha256
+            info = read_artifact_info(path)
+            other, source = info.source_sha256 != sha256, info.source_path or f"SHA-256 {info.source_sha256[:12]}"
         except C3DError:  # unreadable: the folder's report says whose it was
-            other = folder_source not in (None, sha256)
-        if other and name == "triton":  # a model repository is replaced only with --force (a server may serve it)
-            log(f"note: {path.parent.parent} holds a Triton model of another checkpoint; left as it is "
-                "(`--formats triton --force` replaces it)")
-        elif other:
-            stale += [part for part in artifact_files(path) if part.is_file()]
+            other, source = folder_sha not in (None, sha256), folder_source
+        if other:
+            found.update({part: source for part in artifact_files(path) if part.is_file()})
+    if folder_sha not in (None, sha256):
+        found[out_dir / REPORT_FILE] = folder_source
+    return found
+
+
+def check_one_model(out_dir: Path, ckpt: Path, sha256: str, force: bool) -> None:
+    """An export folder holds one model: refuse, before anything is written, a folder that holds another
+    checkpoint's files (or report.json), unless ``force`` replaces them. A Triton model folder is not counted:
+    a server may be serving it, and only ``--formats triton --force`` replaces it (see ``choice.check_repository``)."""
+    others = {p: s for p, s in other_models(out_dir, sha256).items() if not _in_repository(out_dir, p)}
+    if others and not force:
+        names = ", ".join(p.relative_to(out_dir).as_posix() for p in others)
+        raise ExportError(f"{out_dir}: holds {names}, exported from another checkpoint "
+                          f"({', '.join(sorted(set(others.values())))}), not from {ckpt}. An export folder holds one "
+                          "model: pass --force to replace them (they are removed once this export has written its "
+                          "own), or --out another folder.")
+
+
+def remove_other_models(out_dir: Path, sha256: str, log: Callable[[str], None]) -> None:
+    """With --force: files exported from another checkpoint go (report.json is about to be replaced); a Triton
+    model of another checkpoint stays, and is said to."""
+    stale, triton = [], []
+    for part in other_models(out_dir, sha256):
+        if _in_repository(out_dir, part):
+            triton.append(part)
+        elif part.name != REPORT_FILE:
+            stale.append(part)
     for part in stale:
-        part.unlink()
+        part.unlink(missing_ok=True)
     if stale:
         log(f"removed {', '.join(p.name for p in stale)}: exported earlier from another checkpoint")
+    if triton:
+        log(f"note: {out_dir / triton_repo.REPOSITORY} holds a Triton model of another checkpoint; left as it is "
+            "(`--formats triton --force` replaces it)")
+
+
+def _in_repository(out_dir: Path, part: Path) -> bool:
+    return part.relative_to(out_dir).parts[0] == triton_repo.REPOSITORY
 
 
 def result_line(r: ArtifactResult) -> str:
