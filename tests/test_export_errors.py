@@ -30,10 +30,10 @@ def _digests(folder: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def other_ckpt(tiny_ckpt, tmp_path_factory) -> Path:
-    """Another checkpoint of the same model (fc8's bias moved): another SHA-256, another model."""
+    """Another checkpoint of the same model (fc8's first two classes swapped): another SHA-256, another model."""
     state = torch.load(tiny_ckpt, weights_only=True)
-    bias = next(k for k in state["state_dict"] if k.endswith("fc8.bias"))
-    state["state_dict"][bias] = state["state_dict"][bias] + 0.5
+    for key in (k for k in state["state_dict"] if k.endswith(("fc8.weight", "fc8.bias"))):
+        state["state_dict"][key][[0, 1]] = state["state_dict"][key][[1, 0]].clone()
     path = tmp_path_factory.mktemp("other-run") / "best.pt"
     torch.save(state, path)
     return path
@@ -165,7 +165,7 @@ def test_ctrl_c_in_the_first_format_of_a_fresh_folder_is_never_ok(tiny_ckpt, tmp
     report = json.loads((out / "report.json").read_text())
     assert code == 130 and report["artifacts"] == [] and report["ok"] is False and report["complete"] is False
     assert "proven: nothing" in flat and "--formats torchscript" in flat, flat
-    with pytest.raises(EngineUnavailable, match="auto found no proven engine"):
+    with pytest.raises(EngineUnavailable, match="holds no model file for auto|auto found no proven engine"):
         choose(out, "cpu", **QUIET)
 
 
@@ -192,3 +192,43 @@ def test_a_file_that_cannot_be_read_is_judged_by_the_folders_report(tiny_ckpt, t
     assert sorted(p.name for p in out.iterdir()) == ["c3d.ts", "report.json"]
     export_checkpoint(tiny_ckpt, out, formats=["onnx"], force=True, **FAST)
     assert sorted(p.name for p in out.iterdir()) == ["c3d.onnx", "report.json"]
+
+
+def test_ctrl_c_before_anything_is_proven_keeps_the_other_models_files(folder, other_ckpt, monkeypatch, capsys):
+    import c3d_rt.export.job
+
+    before = _digests(folder)
+    monkeypatch.setattr(c3d_rt.export.job, "write_torchscript", _interrupt)
+    code, _ = _main(["export", str(other_ckpt), "--out", str(folder), "--formats", "torchscript", "--force"],
+                    monkeypatch, capsys)
+    after = _digests(folder)
+    assert code == 130
+    assert {k: v for k, v in after.items() if k != "report.json"} == {k: v for k, v in before.items()
+                                                                    if k != "report.json"}  # --force took nothing
+
+
+def test_a_retrained_checkpoint_at_the_same_path_is_named_as_an_earlier_version(tiny_ckpt, other_ckpt, tmp_path):
+    ckpt = tmp_path / "run" / "last.pt"
+    ckpt.parent.mkdir()
+    shutil.copyfile(tiny_ckpt, ckpt)
+    export_checkpoint(ckpt, tmp_path / "e", formats=["torchscript"], **FAST)
+    shutil.copyfile(other_ckpt, ckpt)  # train --overwrite wrote a new last.pt
+    with pytest.raises(ExportError, match=r"an earlier version of .*last\.pt \(it has changed since"):
+        export_checkpoint(ckpt, tmp_path / "e", formats=["torchscript"], **FAST)
+
+
+def test_a_failed_base_onnx_write_is_tried_again_by_the_next_format(tiny_ckpt, tmp_path, monkeypatch):
+    import c3d_rt.export.job
+
+    real, calls = c3d_rt.export.job.write_onnx_fp32, []
+
+    def fails_once(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("the exporter broke once")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(c3d_rt.export.job, "write_onnx_fp32", fails_once)
+    report = export_checkpoint(tiny_ckpt, tmp_path / "e", formats=["onnx", "onnx-fp16"], **FAST)
+    assert [(a.format, a.status) for a in report.artifacts] == [("onnx", "FAILED"), ("onnx-fp16", "ok")]
+

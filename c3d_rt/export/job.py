@@ -109,7 +109,9 @@ def export_checkpoint(ckpt_path: str | Path, out_dir: str | Path = "export", *, 
     except KeyboardInterrupt:  # what is proven and written so far is recorded, marked as not all there is
         report.complete = False
         report.unfinished = [f for f in _ordered(formats) if f not in {a.format for a in report.artifacts}]
-        raise ExportInterrupted(write_report(out_dir, report, start, log, None, force=force)) from None
+        # another checkpoint's files go only once this export has proven one of its own
+        replaced = force and any(r.status == "ok" for r in report.artifacts)
+        raise ExportInterrupted(write_report(out_dir, report, start, log, None, force=replaced)) from None
 
 
 class ExportInterrupted(KeyboardInterrupt):
@@ -186,10 +188,11 @@ class ExportJob:
         if fmt in torch_writers:
             torch_writers[fmt](self.model, info, tmp)
             return
-        if self.fp32_onnx is None:
-            self.fp32_onnx = self.staging / "fp32-base.onnx"
+        if self.fp32_onnx is None:  # remembered only once written: a failed write is tried again by the next format
+            base = self.staging / "fp32-base.onnx"
             base_info = ArtifactInfo(**{**info.__dict__, "precision": "fp32", "fmt": "onnx"})
-            write_onnx_fp32(self.model, base_info, self.fp32_onnx, self.opset)
+            write_onnx_fp32(self.model, base_info, base, self.opset)
+            self.fp32_onnx = base
         if fmt == "onnx":
             shutil.copyfile(self.fp32_onnx, tmp)
         elif fmt == "triton":  # the same ONNX file, in a repository Triton serves

@@ -72,9 +72,9 @@ def write_report(out_dir: Path, report: ExportReport, start: float, log: Callabl
     earlier = read_report(out_dir)
     earlier = earlier if earlier.get("source_sha256") == report.source_sha256 else {}
     kept = earlier_results(out_dir, earlier, [a.format for a in report.artifacts])
-    proofs = earlier.get("proofs", []) if prove_lowered is None else prove_lowered(earlier)
-    if force:
+    if force:  # first: the lowered precisions are proven on this checkpoint's files only
         remove_other_models(out_dir, report.source_sha256, log)
+    proofs = earlier.get("proofs", []) if prove_lowered is None else prove_lowered(earlier)
     merged = replace(report, artifacts=sorted(report.artifacts + kept, key=lambda a: list(FORMATS).index(a.format)),
                      proofs=proofs, seconds=round(time.perf_counter() - start, 2),
                      unfinished=[f for f in report.unfinished if f not in {a.format for a in kept}])
@@ -125,8 +125,11 @@ def check_one_model(out_dir: Path, ckpt: Path, sha256: str, force: bool) -> None
     others = {p: s for p, s in other_models(out_dir, sha256).items() if not _in_repository(out_dir, p)}
     if others and not force:
         names = ", ".join(p.relative_to(out_dir).as_posix() for p in others)
-        raise ExportError(f"{out_dir}: holds {names}, exported from another checkpoint "
-                          f"({', '.join(sorted(set(others.values())))}), not from {ckpt}. An export folder holds one "
+        sources = sorted(set(others.values()))
+        whose = (f"an earlier version of {ckpt} (it has changed since: SHA-256 now {sha256[:12]})"
+                 if sources == [str(Path(ckpt).resolve())] else f"another checkpoint ({', '.join(sources)})")
+        raise ExportError(f"{out_dir}: holds {names}, exported from {whose}, not from {ckpt} as it is now. An export "
+                          "folder holds one "
                           "model: pass --force to replace them (they are removed once this export has written its "
                           "own), or --out another folder.")
 
