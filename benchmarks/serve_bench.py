@@ -26,7 +26,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from c3d_rt.core.machine import machine_info
+from c3d_rt.core.machine import machine_info  # noqa: E402
 from c3d_rt.engines import engine_options, open_engine, time_calls  # noqa: E402
 from c3d_rt.runtime.stats import LatencyHistogram  # noqa: E402
 from c3d_rt.serve.batcher import Batcher  # noqa: E402

@@ -3,7 +3,7 @@
     python benchmarks/train_speed.py [--width 0.25] [--batch 8] [--steps 5] [--warmup 2]
                                      [--variants fp32,bf16,channels_last,compile] [--device cpu]
 
-Each variant runs ``train.train_one_epoch`` (the scratch recipe's C3D-BN, AdamW) on clips held in
+Each variant runs ``training.loop.train_one_epoch`` (the scratch recipe's C3D-BN, AdamW) on clips held in
 memory (no decoding: this measures compute; benchmarks/input_pipeline.py measures the input), first
 ``--warmup`` untimed steps (torch.compile compiles there), then ``--steps`` timed ones. Variants:
 fp32 (eager), bf16 / fp16 (autocast; fp16 with a gradient scaler, GPU only), channels_last

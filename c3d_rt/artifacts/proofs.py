@@ -75,7 +75,7 @@ def recorded_proof(path: Path) -> dict | None:
         return None
 
 
-def _proven_before_digests(folder: Path, path: Path) -> bool:
+def proven_before_digests(folder: Path, path: Path) -> bool:
     """Reports written before proofs carried a SHA-256: the file under its exported name, same source."""
     report = read_report(folder)
     try:

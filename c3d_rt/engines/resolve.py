@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ..artifacts.formats import CHECKPOINT, FORMATS, artifact_sha256, folder_files, format_of, read_artifact_info
 from ..artifacts.info import ArtifactInfo
-from ..artifacts.proofs import REPORT_FILE, _proven_before_digests, proven_digests, runtime_proofs, source_checkpoint
+from ..artifacts.proofs import REPORT_FILE, proven_before_digests, proven_digests, runtime_proofs, source_checkpoint
 from ..core.errors import C3DError
 from .base import DEVICES, PRECISIONS, Engine, EngineError, EngineUnavailable, Plan
 from .registry import ENGINES, device_unavailable, load_plan, missing_library, precision_unavailable, resolve_device
@@ -30,7 +30,7 @@ def unproven(plan: "Plan", folder: Path) -> str:
     if plan.fmt == CHECKPOINT and not plan.lowered:
         return ""  # the eager fp32 model is the reference itself
     if not plan.lowered:
-        proven = artifact_sha256(plan.path) in proven_digests(folder) or _proven_before_digests(folder, plan.path)
+        proven = artifact_sha256(plan.path) in proven_digests(folder) or proven_before_digests(folder, plan.path)
         return "" if proven else (
             f"not proven: {REPORT_FILE} beside it has no passing check of {plan.path.name} as it is now "
             f"(`c3d-rt verify {plan.path}` checks and records it)")

@@ -1,8 +1,9 @@
-"""OpenVINO IR artifacts (``.xml`` + ``.bin``) written from the exported fp32 ONNX file, and read back.
+"""Writers of the OpenVINO IR formats (``.xml`` + ``.bin``), from the exported fp32 ONNX file.
 
 The IR carries the same c3d-rt metadata as the ONNX file (one JSON string per key)
 in its ``rt_info``, under a ``c3d_rt`` section, so the runtime and the benchmark can
-read labels and preprocessing from an ``.xml`` exactly as they do from an ``.onnx``.
+read labels and preprocessing from an ``.xml`` exactly as they do from an ``.onnx``
+(:mod:`c3d_rt.artifacts.openvino` reads it back).
 The int8 IR is quantised by NNCF, with the classifier (fc8) kept in float.
 OpenVINO and NNCF are optional extras: they are imported only inside these functions.
 """
@@ -68,7 +69,7 @@ def write_openvino_ir(onnx_path: Path, info: ArtifactInfo, xml_path: Path) -> No
 def classifier_ops(model) -> list[str]:
     """Friendly names of the MatMul that computes the logits (fc8), found by walking up from the output.
 
-    It stays in float for the reason given in ``export.classifier_nodes``: quantising it flips
+    It stays in float for the reason given in ``export.onnx.classifier_nodes``: quantising it flips
     top-1 between close classes, and it is a negligible share of C3D's work.
     """
     frontier = [model.output(OUTPUT_NAME).get_node()]

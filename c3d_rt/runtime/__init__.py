@@ -5,7 +5,6 @@ artifacts, engines. Torch-free.
 """
 
 from .prediction import Prediction
-from .prediction import Prediction
 from .runner import LiveRecognizer, RunSettings, RunSummary, run_live
 from .sources import SourceError, open_source
 

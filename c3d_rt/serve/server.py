@@ -1,6 +1,6 @@
-"""``c3d-rt serve``: many streams, one engine, one batcher, an HTTP server with a dashboard and metrics.
+"""The server's state: many streams, one engine, one batcher, events and metrics (:mod:`.main` starts it).
 
-Start-up order: the HTTP server binds first (so ``/healthz`` answers while the
+Start-up order (:mod:`.main`): the HTTP server binds first (so ``/healthz`` answers while the
 model loads), then the engine is loaded and warmed up off the event loop, then
 the streams start. ``/readyz`` is ready once the engine is loaded and at least
 one stream is running. SIGINT and SIGTERM stop everything within a few seconds:
