@@ -31,7 +31,10 @@ def webcam(
     topk: int = typer.Option(5, min=1, help="Labels per prediction in the log."),
     show: bool = typer.Option(True, "--show/--no-show", help="Open a window (only where a display works)."),
     output: Optional[Path] = typer.Option(None, help="Write the annotated video here (.mp4 or .avi)."),
-    log: Optional[Path] = typer.Option(None, "--log", help="One JSON line per prediction."),
+    log: Optional[Path] = typer.Option(None, "--log", help="One JSON line per prediction (an existing file is "
+                                                          "refused without --append or --overwrite)."),
+    append: bool = typer.Option(False, "--append", help="Add to an existing --log file."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --log file (when the run starts)."),
     max_frames: Optional[int] = typer.Option(None, min=1, help="Stop after this many frames."),
     realtime: bool = typer.Option(False, "--realtime", help="Pace a file at its frame rate, like a camera."),
     loop: bool = typer.Option(False, "--loop", help="Start a file again at its end."),
@@ -42,17 +45,30 @@ def webcam(
     model_folder(model)
     checks.output_file(output, "--output", checks.VIDEO_SUFFIXES, "annotated.mp4")
     checks.output_file(log, "--log", (), "predictions.jsonl")
+    log_mode = _log_mode(log, append, overwrite)
     checks.output_file(summary_json, "--summary-json", checks.JSON_SUFFIXES, "latency.json")
     from ..runtime import RunSettings, run_live
 
     settings = RunSettings(stride=stride, smooth=smooth, threshold=threshold, topk=topk, max_frames=max_frames,
-                           show=show, output=output, log_path=log)
+                           show=show, output=output, log_path=log, log_mode=log_mode)
     summary = run_live(model, source, settings, engine=engine.value, precision=precision.value, device=device.value,
                        realtime=realtime, loop=loop, log=lambda m: typer.echo(m, err=True),
                        engine_options=engine_options(engine.value, url=triton_url))
     typer.echo(summary.format())
     if summary_json:
         write_json(summary_json, summary.to_dict())
+
+
+def _log_mode(log: Path | None, append: bool, overwrite: bool) -> str:
+    """What to do with a --log file that exists: refuse it (new), add to it (append) or replace it (overwrite)."""
+    if append and overwrite:
+        raise checks.ValidationError("--append and --overwrite contradict each other: --append adds to the --log "
+                                     "file, --overwrite replaces it. Pass one.")
+    if (append or overwrite) and log is None:
+        flag = "--append" if append else "--overwrite"
+        raise checks.ValidationError(f"{flag} says what to do with an existing --log file, and no --log was given. "
+                                     f"Pass --log FILE {flag}, or leave {flag} out.")
+    return "append" if append else "overwrite" if overwrite else "new"
 
 
 @app.command()
@@ -92,11 +108,13 @@ def serve(
     try:
         from ..serve import ServeSettings, StreamSpec, run_server
         from ..serve.stream_config import read_streams
+        from ..serve.streams import check_stream_logs
     except ImportError as exc:
         raise checks.ValidationError(f"`c3d-rt serve` needs the serve extra ({exc.name} is missing): "
                                        "pip install 'c3d-rt[serve]'") from None
     defaults = StreamSpec("-", "-", stride=stride, smooth=smooth, threshold=threshold, realtime=realtime, loop=loop)
     streams = read_streams(source, config, defaults)
+    check_stream_logs(log_dir, streams)
     settings = ServeSettings(model=model, streams=streams, engine=engine.value, precision=precision.value,
                              device=device.value, host=host, port=port, token=token or None, max_batch=max_batch,
                              max_wait_ms=max_wait_ms, max_streams=max_streams, media_root=media_root,

@@ -12,8 +12,10 @@ from typing import NoReturn
 import typer
 
 from ..bench.rows import BenchError
+from ..artifacts.formats import folder_files
 from ..engines.base import PRECISIONS
 from ..engines.registry import ENGINES
+from ..engines.resolve import plans
 from . import checks
 
 DEFAULT_EXPORT = Path("export")
@@ -42,14 +44,23 @@ def command_line(*args: str) -> str:
 
 
 def model_folder(model: Path) -> Path:
-    """The default --model export/ is missing: say where `c3d-rt demo` put its models, or how to make some."""
-    if model == DEFAULT_EXPORT and not model.exists():
-        if DEMO_EXPORT.is_dir():
-            raise checks.ValidationError(f"--model {model}: no such folder here. `c3d-rt demo` wrote its models to "
-                                           f"{DEMO_EXPORT}: pass --model {DEMO_EXPORT}.")
-        raise checks.ValidationError(f"--model {model}: no such folder here. Export a model first "
-                                       "(`c3d-rt export CKPT --out export`), run `c3d-rt demo`, or pass --model PATH.")
-    return model
+    """--model names nothing to run: say where `c3d-rt demo` put its models, or how to make some.
+
+    A folder with no model file in it counts as missing: the repository ships ``export/.gitkeep``, so the
+    default export/ exists in every checkout and holds nothing until something is exported into it."""
+    if model.is_dir():
+        if folder_files(model) or plans(model):  # plans: a folder may hold just its checkpoint
+            return model
+        problem = "holds no model file"
+    elif model.exists() or model.suffix:
+        return model  # one file, there or not: the engines say whether they run it
+    else:
+        problem = "no such folder here" if model == DEFAULT_EXPORT else "no such file or folder"
+    if DEMO_EXPORT.is_dir() and model.absolute() != DEMO_EXPORT.absolute():
+        raise checks.ValidationError(f"--model {model}: {problem}. `c3d-rt demo` wrote its models to {DEMO_EXPORT}: "
+                                     f"pass --model {DEMO_EXPORT}.")
+    raise checks.ValidationError(f"--model {model}: {problem}. Export a model first (`c3d-rt export CKPT --out "
+                                 f"{model}`), run `c3d-rt demo`, or pass --model PATH.")
 
 
 class Device(str, Enum):

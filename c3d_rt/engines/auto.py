@@ -20,7 +20,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..artifacts.formats import artifact_sha256
+from ..artifacts.formats import FORMATS, artifact_sha256
 from ..core.errors import describe
 from ..core.fileio import read_json, user_cache_dir, write_json_quietly
 from .base import Engine, EngineError, EngineUnavailable, Plan, time_calls
@@ -85,11 +85,7 @@ def choose(model: str | Path, device: str = "auto", *, precision: str = "auto", 
                     if p.precision != precision]
         plans_to_time = [p for p in plans_to_time if p.precision == precision]
     if not plans_to_time:
-        raise EngineUnavailable(f"{model}: auto found no proven engine that runs here on {'/'.join(devices)}:\n"
-                                + "\n".join(f"  {t.key}: {t.reason}" for t in skipped)
-                                + "\nName an engine to run a file unproven (e.g. --engine ort), prove one with "
-                                "`c3d-rt verify FILE` (it records the proof beside the file), or export again with "
-                                "`c3d-rt export CKPT --out DIR`.")
+        raise EngineUnavailable(_nothing_to_time(model, devices, skipped, checkpoint))
     key = cache_key(plans_to_time, {**options, "batch": batch} if batch != 1 else options)
     if use_cache:
         cached = _load_cached(key, plans_to_time, options)
@@ -103,6 +99,26 @@ def choose(model: str | Path, device: str = "auto", *, precision: str = "auto", 
     if use_cache:
         _store(key, choice)
     return engine, choice
+
+
+def _nothing_to_time(model: Path, devices: tuple[str, ...], skipped: list[Trial], checkpoint: Path | None) -> str:
+    """Why auto has no candidate: each plan left out with its reason, or what the folder lacks (never an empty list).
+
+    ``skipped`` holds the plans on ``devices`` that cannot run or are unproven; without any, the folder holds no
+    model file, or only what runs on a server (named, never auto's pick) or on another device."""
+    where = "/".join(devices)
+    if skipped:
+        return (f"{model}: auto found no proven engine that runs here on {where}:\n"
+                + "\n".join(f"  {t.key}: {t.reason}" for t in skipped)
+                + "\nName an engine to run a file unproven (e.g. --engine ort), prove one with `c3d-rt verify FILE` "
+                "(it records the proof beside the file), or export again with `c3d-rt export CKPT --out DIR`.")
+    elsewhere = [p.key for p in plans(model, checkpoint=checkpoint)]
+    if elsewhere:
+        return (f"{model}: auto found nothing to run on {where}: it holds only {', '.join(elsewhere)}, which run on a "
+                "server (name it: --engine triton --triton-url URL) or on another --device.")
+    return (f"{model}: holds no model file for auto to choose from (expected one of "
+            f"{', '.join(f.file for f in FORMATS.values())}). Export one with `c3d-rt export CKPT --out DIR`, or "
+            "pass --model PATH.")
 
 
 def _devices(device: str) -> tuple[tuple[str, ...], str]:

@@ -111,14 +111,18 @@ def _needs_checkpoint(model: Path, engine: str, checkpoint: Path | None) -> str:
 
 
 def _what_is_here(model: Path, checkpoint: Path | None) -> str:
+    """What else ``model`` offers here; where that is nothing, why (never an empty list)."""
     try:
-        usable = [p.key for p in plans(model, checkpoint=checkpoint)
-                  if not availability(p) and not ENGINES[p.engine].remote]  # a server runs only when named
+        found = [p for p in plans(model, checkpoint=checkpoint) if not ENGINES[p.engine].remote]  # a server: named
     except C3DError:
-        usable = []
-    if not usable:
-        return "Nothing in it runs here: export it with `c3d-rt export CKPT --out DIR` (and install its engine)."
-    return f"Available here: {', '.join(usable)}."
+        found = []
+    usable = [p.key for p in found if not availability(p)]
+    if usable:
+        return f"Available here: {', '.join(usable)}."
+    if not found:
+        return "It holds no model file: export one with `c3d-rt export CKPT --out DIR`."
+    reasons = dict.fromkeys(availability(p) for p in found)
+    return f"Nothing in it runs here: {'; '.join(reasons)}."
 
 
 def proof_plan(path: Path, fmt: str) -> Plan:

@@ -26,11 +26,11 @@ from typing import Callable
 import numpy as np
 
 from ..core.errors import C3DError
-from ..engines import Engine
+from ..engines import Engine, open_engine
 from .prediction import STAGES, PostProcessor, Prediction, make_prediction
 from .ring import FrameRing, Window
 from .sinks import Display, PredictionLog, VideoOutput, annotate, display_unavailable_reason
-from .sources import VideoSource
+from .sources import VideoSource, check_source, open_source
 from .stats import LatencyHistogram
 
 FRAME_QUEUE = 32  # frames waiting for the display/video sinks, at most
@@ -46,6 +46,7 @@ class RunSettings:
     show: bool = True  # open a window where a display exists
     output: Path | None = None  # annotated video
     log_path: Path | None = None  # one JSON line per prediction
+    log_mode: str = "new"  # a log_path that exists: refused (new), added to (append) or replaced (overwrite)
 
 
 @dataclass
@@ -86,7 +87,9 @@ class LiveRecognizer:
     """Runs a model on a source until the stream ends, ``max_frames`` is reached, q/Esc, or Ctrl-C."""
 
     def __init__(self, model: Engine, source: VideoSource, settings: RunSettings = RunSettings(),
-                 log: Callable[[str], None] = print) -> None:
+                 log: Callable[[str], None] = print, prediction_log: PredictionLog | None = None) -> None:
+        """``prediction_log``: ``settings.log_path`` opened already (``run_live`` takes it before the model loads);
+        without it the log is opened here. Either way the recognizer closes it."""
         self.model, self.source, self.settings = model, source, settings
         self.ring = FrameRing(model.info.preprocessing, settings.stride, wait_for_consumer=not source.live)
         self.post = PostProcessor(model.info.labels, settings.smooth, settings.threshold, settings.topk)
@@ -100,7 +103,7 @@ class LiveRecognizer:
         self.error: BaseException | None = None
         self.stop = threading.Event()
         self.sink_frames_dropped = 0
-        self.prediction_log = PredictionLog(settings.log_path) if settings.log_path else None
+        self.prediction_log = prediction_log or open_prediction_log(settings)
         self.video = VideoOutput(settings.output, source.fps) if settings.output else None
         self.display: Display | None = None
         if settings.show:
@@ -189,6 +192,8 @@ class LiveRecognizer:
 
     def run(self) -> RunSummary:
         start = time.perf_counter()
+        if self.prediction_log:
+            self.prediction_log.start()
         workers = [threading.Thread(target=self._capture_loop, name="c3d-rt-capture", daemon=True),
                    threading.Thread(target=self._inference_loop, name="c3d-rt-inference", daemon=True)]
         for w in workers:
@@ -238,7 +243,9 @@ class LiveRecognizer:
         return (self.frames_read - 1) / (self.t_last - self.t_first)
 
     def _close_sinks(self) -> None:
-        for sink in (self.prediction_log, self.video, self.display):
+        if self.prediction_log is not None:
+            self.prediction_log.close(discard_unused=self.error is not None)
+        for sink in (self.video, self.display):
             if sink is not None:
                 sink.close()
 
@@ -264,24 +271,35 @@ class LiveRecognizer:
             latency_ms={stage: h.summary() for stage, h in self.latency.items()})
 
 
+def open_prediction_log(settings: RunSettings) -> PredictionLog | None:
+    """``settings.log_path`` locked for this run (an existing one only with ``log_mode`` append or overwrite)."""
+    return PredictionLog(settings.log_path, settings.log_mode) if settings.log_path else None
+
+
 def run_live(model_path: str | Path, source_spec: str, settings: RunSettings = RunSettings(), *,
              engine: str = "auto", precision: str = "auto", device: str = "auto", realtime: bool = False,
              loop: bool = False, log: Callable[[str], None] = print,
              engine_options: dict | None = None) -> RunSummary:
     """Open the engine and the source, run until the end, and return the summary (what ``c3d-rt webcam`` does).
 
-    The engine is loaded (and, for ``auto``, chosen) and warmed up before the source opens, so a model
-    that cannot run is refused before the camera starts, and the first window is not slowed by set-up.
+    What can be refused without the model is refused first: a source file that is not there or cannot be read,
+    and a log that exists (without append or overwrite) or that another run is writing (its lock is then held
+    for the whole run). The engine is loaded (and, for ``auto``, chosen) and warmed up before the source opens,
+    so a model that cannot run is refused before the camera starts, and the first window is not slowed by set-up.
     """
-    from ..engines import open_engine
-    from .sources import open_source
-
-    model = open_engine(model_path, engine, precision, device, log=log, live=True, **(engine_options or {}))
+    check_source(source_spec)
+    prediction_log = open_prediction_log(settings)
     try:
-        model.warmup()
-        log(f"model: {model.describe()}")
-        with open_source(source_spec, realtime=realtime, loop=loop) as source:
-            log(f"source: {source.description}; a prediction every {settings.stride} sampled frame(s)")
-            return LiveRecognizer(model, source, settings, log=log).run()
-    finally:
-        model.close()
+        model = open_engine(model_path, engine, precision, device, log=log, live=True, **(engine_options or {}))
+        try:
+            model.warmup()
+            log(f"model: {model.describe()}")
+            with open_source(source_spec, realtime=realtime, loop=loop) as source:
+                log(f"source: {source.description}; a prediction every {settings.stride} sampled frame(s)")
+                return LiveRecognizer(model, source, settings, log=log, prediction_log=prediction_log).run()
+        finally:
+            model.close()
+    except BaseException:
+        if prediction_log is not None:  # the run never started (or failed): a log it created and left empty goes
+            prediction_log.close(discard_unused=True)
+        raise

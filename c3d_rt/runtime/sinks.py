@@ -8,6 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+try:
+    import fcntl
+except ImportError:  # Windows: logs are not locked there
+    fcntl = None
+
 import cv2
 import numpy as np
 
@@ -77,26 +82,94 @@ class Display:
         cv2.destroyAllWindows()
 
 
+LOG_MODES = ("new", "append", "overwrite")  # a log that exists already: refused, added to, or replaced
+
+
 class PredictionLog:
-    """One JSON object per prediction, flushed per line so a crash loses nothing already logged.
+    """One JSON object per prediction, each written whole by one ``write`` call, so a crash loses nothing already
+    logged and no line is ever half a line.
 
-    ``append``: add to an existing log instead of starting it afresh (``serve``: a stream removed and added
-    again keeps its history)."""
+    The file is locked (``flock``, exclusive, not waiting) for as long as it is open: a second writer, in this
+    process or another, is refused at once instead of interleaving its lines. ``mode`` says what happens to a log
+    that exists already: ``new`` refuses it, ``append`` adds to it (``serve``: a stream removed and added again
+    keeps its history), ``overwrite`` empties it when the run starts (:meth:`start`), not before, so a run that
+    fails to start destroys nothing. ``option`` is what messages call it (``--log``, ``--log-dir``).
+    """
 
-    def __init__(self, path: str | Path, append: bool = False) -> None:
-        self.path = Path(path)
+    def __init__(self, path: str | Path, mode: str = "new", option: str = "--log") -> None:
+        if mode not in LOG_MODES:
+            raise ValueError(f"mode {mode!r}: expected one of {', '.join(LOG_MODES)}")
+        self.path, self.mode, self.option = Path(path), mode, option
+        self.lines = 0
+        self.made = [p for p in (self.path.parent, *self.path.parent.parents) if not p.exists()]  # deepest first
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.file = self.path.open("a" if append else "w", encoding="utf-8")
+            self.fd, self.created = _open_for_appending(self.path)
         except OSError as exc:
-            raise SinkError(f"--log {path}: cannot write there ({exc.strerror}).") from None
+            self._remove_made()
+            raise SinkError(f"{option} {path}: cannot write there ({exc.strerror}).") from None
+        try:
+            self._lock()
+            if mode == "new" and not self.created:
+                raise SinkError(f"{option} {path}: already exists (an earlier run's predictions). Pass --append to "
+                                "add to it, --overwrite to replace it, or another file name.")
+        except BaseException:
+            os.close(self.fd)
+            self.fd = None
+            self._remove_made()
+            raise
+
+    def _lock(self) -> None:
+        if fcntl is None:  # no flock (Windows): one writer is the user's to ensure
+            return
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise SinkError(f"{self.option} {self.path}: another run is writing it now (it is locked: two writers "
+                            "would interleave their lines). Wait for that run to end, or write to another file."
+                            ) from None
+        except OSError as exc:
+            raise SinkError(f"{self.option} {self.path}: cannot lock it for writing ({exc.strerror}); this file "
+                            "system may not support locks: write the log to a local folder.") from None
+
+    def start(self) -> None:
+        """The run begins: ``overwrite`` empties the log now (the lock is held, so no one else is writing it)."""
+        if self.mode == "overwrite" and self.fd is not None and not self.lines:
+            os.ftruncate(self.fd, 0)
 
     def write(self, prediction: Prediction) -> None:
-        self.file.write(json.dumps(prediction.to_dict()) + "\n")
-        self.file.flush()
+        data = (json.dumps(prediction.to_dict()) + "\n").encode()
+        view = memoryview(data)
+        while view:  # one write() for a regular file; the loop only guards a short write
+            view = view[os.write(self.fd, view):]
+        self.lines += 1
 
-    def close(self) -> None:
-        self.file.close()
+    def close(self, discard_unused: bool = False) -> None:
+        """Release the log (the lock goes with it). ``discard_unused``: the run failed or never got going, so a log
+        this object created and never wrote to is removed, with the folders made for it."""
+        if self.fd is None:
+            return
+        if discard_unused and self.created and not self.lines:
+            self.path.unlink(missing_ok=True)  # still locked: no one else can be writing it
+            self._remove_made()
+        os.close(self.fd)
+        self.fd = None
+
+    def _remove_made(self) -> None:
+        for folder in self.made:
+            try:
+                folder.rmdir()
+            except OSError:  # not empty (something else is there now) or gone
+                return
+
+
+def _open_for_appending(path: Path) -> tuple[int, bool]:
+    """(descriptor, whether this call created the file): every write lands at the end, whatever others did."""
+    flags = os.O_WRONLY | os.O_APPEND | getattr(os, "O_CLOEXEC", 0)
+    try:
+        return os.open(path, flags | os.O_CREAT | os.O_EXCL, 0o666), True
+    except FileExistsError:
+        return os.open(path, flags), False
 
 
 class VideoOutput:

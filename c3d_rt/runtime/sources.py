@@ -10,6 +10,7 @@ frame when asked, so the pipeline can process every window.
 from __future__ import annotations
 
 import glob
+import math
 import sys
 import time
 from dataclasses import dataclass
@@ -205,10 +206,7 @@ class SyntheticSource(VideoSource):
 
     def __init__(self, fps: float = DEFAULT_SYNTHETIC_FPS, size: tuple[int, int] = (320, 240), seed: int = 0,
                  segment_frames: int = 64) -> None:
-
-        if fps <= 0:
-            raise SourceError(f"synthetic source: frame rate must be > 0, got {fps:g}")
-        self.fps, self.size, self.segment_frames = fps, size, segment_frames
+        self.fps, self.size, self.segment_frames = _positive_fps(fps), size, segment_frames
         self.description = f"synthetic camera ({size[0]}x{size[1]} at {fps:g} fps)"
         rng = np.random.default_rng(seed)
         self.texture = view_texture(rng, *size)
@@ -231,6 +229,52 @@ class SyntheticSource(VideoSource):
         return Frame(index, image, time.perf_counter())
 
 
+def _synthetic_fps(spec: str) -> float:
+    fps_text = spec.partition("@")[2] or str(DEFAULT_SYNTHETIC_FPS)
+    try:
+        fps = float(fps_text)
+    except ValueError:
+        raise SourceError(f"--source {spec!r}: expected 'synthetic' or 'synthetic@FPS' (e.g. synthetic@30)") from None
+    return _positive_fps(fps)
+
+
+def _positive_fps(fps: float) -> float:
+    if not math.isfinite(fps) or fps <= 0:
+        raise SourceError(f"synthetic source: frame rate must be a number > 0, got {fps:g} (e.g. synthetic@30)")
+    return fps
+
+
+def _check_file(spec: str) -> Path:
+    """A source file that is there, a file, readable and not empty (whether it decodes, only opening it tells)."""
+    path = Path(spec)
+    if not path.exists():
+        raise SourceError(f"--source {spec!r}: no such file. Expected {SOURCE_HELP}.")
+    if path.is_dir():
+        raise SourceError(f"--source {spec!r} is a folder. Expected {SOURCE_HELP}.")
+    try:
+        with path.open("rb") as f:
+            empty = not f.read(1)
+    except OSError as exc:
+        raise SourceError(f"--source {spec!r}: the file cannot be read ({exc.strerror}). Check its permissions, or "
+                          "copy it somewhere you can read.") from None
+    if empty:
+        raise SourceError(f"--source {spec!r}: the file is empty (0 bytes), so it holds no video. Expected "
+                          f"{SOURCE_HELP}.")
+    return path
+
+
+def check_source(spec: str) -> None:
+    """Refuse a ``--source`` that cannot work, touching no device: run before any model loads, so a typo costs
+    nothing. A camera index or a URL is left alone: only opening it tells, and :func:`open_source` does that."""
+    spec = spec.strip()
+    if spec.isdigit() or "://" in spec:
+        return
+    if spec.startswith("synthetic"):
+        _synthetic_fps(spec)
+        return
+    _check_file(spec)
+
+
 def open_source(spec: str, *, realtime: bool = False, loop: bool = False, reconnect: bool = True) -> VideoSource:
     """Parse ``--source``: a camera index, ``synthetic[@FPS]``, a URL, or a video file.
 
@@ -241,17 +285,9 @@ def open_source(spec: str, *, realtime: bool = False, loop: bool = False, reconn
     if spec.isdigit():
         return CaptureSource(int(spec), f"camera {spec}", live=True, reconnect=reconnect)
     if spec.startswith("synthetic"):
-        fps_text = spec.partition("@")[2] or str(DEFAULT_SYNTHETIC_FPS)
-        try:
-            return SyntheticSource(float(fps_text))
-        except ValueError:
-            raise SourceError(f"--source {spec!r}: expected 'synthetic' or 'synthetic@FPS' (e.g. synthetic@30)") from None
+        return SyntheticSource(_synthetic_fps(spec))
     if "://" in spec:
         return CaptureSource(spec, f"stream {spec}", live=True, reconnect=reconnect)
-    path = Path(spec)
-    if not path.exists():
-        raise SourceError(f"--source {spec!r}: no such file. Expected {SOURCE_HELP}.")
-    if path.is_dir():
-        raise SourceError(f"--source {spec!r} is a folder. Expected {SOURCE_HELP}.")
+    path = _check_file(spec)
     paced = " (paced at its frame rate)" if realtime else ""
     return CaptureSource(str(path), f"file {path}{paced}", live=realtime, reconnect=False, realtime=realtime, loop=loop)

@@ -162,6 +162,21 @@ class FrameClock:
         return (len(times) - 1) / (times[-1] - times[0])
 
 
+def stream_log(log_dir: Path, name: str) -> Path:
+    """A stream's log in ``--log-dir``. Serve always appends (a stream added again keeps its history); the file is
+    locked while the stream runs, so a second writer (another serve, a webcam run) is refused."""
+    return log_dir / f"{name}.jsonl"
+
+
+def check_stream_logs(log_dir: Path | None, specs: list[StreamSpec]) -> None:
+    """Refuse, before the model loads, a stream whose log another run is writing: each log is locked and let go
+    at once (one that did not exist is not left behind); each stream takes its lock for good when it starts."""
+    if log_dir is None:
+        return
+    for spec in specs:
+        PredictionLog(stream_log(log_dir, spec.name), "append", "--log-dir").close(discard_unused=True)
+
+
 class Stream:
     """A source read by its own thread into a ring whose windows the server's batcher takes."""
 
@@ -178,7 +193,7 @@ class Stream:
         self.latest_frame: tuple[int, np.ndarray] | None = None  # (frame number, BGR image): what the video shows
         self.ring = self._new_ring(live=True)
         self.stop_event = threading.Event()
-        self.prediction_log = PredictionLog(log_dir / f"{spec.name}.jsonl", append=True) if log_dir else None
+        self.prediction_log = PredictionLog(stream_log(log_dir, spec.name), "append", "--log-dir") if log_dir else None
         self._lock = threading.Lock()  # publish (batcher) against close (server); ring swaps against totals()
         self._jpeg: tuple[int, int, bytes] | None = None  # (frame number, predictions, JPEG): shared by viewers
         self._sink_error_logged = False
