@@ -19,7 +19,7 @@ import pytest
 from tests.conftest import write_video
 
 REPO = Path(__file__).resolve().parents[1]
-NOISE = ("moov atom not found", "Unexpected element", "[mjpeg @", "[mov,mp4")
+NOISE = ("moov atom not found", "Unexpected element", "[mjpeg @", "[mov,mp4", "VIDEOIO(", "[ WARN")
 
 
 def _drop_root_override() -> None:
@@ -108,7 +108,8 @@ def test_decoder_noise_stays_off_the_terminal_and_our_warning_names_the_file(tmp
         assert [ln for ln in lines if ln.startswith("warning:") and str(path) in ln], train.stderr[-3000:]
     assert "UserWarning" not in train.stderr  # our own warning, not Python's report of a warning
     verbose = cli("cache", loud, "--crop-size", "32", "--verbose")
-    assert "moov atom not found" in verbose.stderr and "Unexpected element" in verbose.stderr  # --verbose shows all
+    assert "moov atom not found" in verbose.stderr and "VIDEOIO(FFMPEG)" in verbose.stderr  # --verbose shows all
+    # (OpenCV's own AVI reader, whose "Unexpected element" went past any log level, is never asked: FFmpeg reads all)
 
 
 # --- eval beside a read-only checkpoint (defect 5) ---------------------------------------------------------------
@@ -145,6 +146,38 @@ def test_caching_videos_smaller_than_the_frames_says_so_with_the_sizes(tmp_path)
     assert "--crop-size 32" in text, text  # the largest crop whose frames (49x37) these videos fill
     fits = cli("cache", tmp_path / "data", "--crop-size", "32")
     assert fits.returncode == 0 and "upscaled" not in fits.stderr + fits.stdout
+
+
+def test_caching_opens_each_video_once_before_decoding_it_and_reads_an_index_without_sizes(tmp_path, monkeypatch):
+    """The probe records each video's frame size with its frame count (it opens the video anyway): the upscale
+    warning reuses it instead of opening every video a second time. An index written before sizes were recorded
+    still loads: its frame counts serve as they are, and a missing size is probed once and recorded."""
+    from collections import Counter
+
+    import c3d_rt.data.video as video
+    from c3d_rt.core.config import ModelConfig, Preprocessing
+    from c3d_rt.data.cache import cache_videos
+    from c3d_rt.data.splits import INDEX_FILE, probe_videos
+
+    data = tmp_path / "data"
+    for cls in ("a", "b"):
+        for i in range(2):
+            write_video(data / cls / f"{cls}_g{i:02d}_c01.avi", 24, size=(64, 48), seed=i)
+    opened, open_video = [], video.open_video
+    monkeypatch.setattr(video, "open_video", lambda path: opened.append(path.name) or open_video(path))
+    prep, said = Preprocessing.for_model(ModelConfig(crop_size=112)), []
+    report = cache_videos(data, prep, progress=False, log=said.append)
+    assert report.cached == 4 and report.upscaled == 4 and "(64x48)" in said[0], said
+    assert set(Counter(opened).values()) == {2}, Counter(opened)  # the probe, then the decoding
+    index = json.loads((data / INDEX_FILE).read_text())
+    old = {rel: entry[:2] for rel, entry in index.items()}  # [size:mtime, frames]: no frame size
+    (data / INDEX_FILE).write_text(json.dumps(old))
+    opened.clear()
+    assert probe_videos(data, sorted(old)) == {rel: 24 for rel in old} and not opened  # counts still serve
+    said.clear()
+    assert cache_videos(data, prep, rebuild=True, progress=False, log=said.append).upscaled == 4
+    assert "(64x48)" in said[0] and set(Counter(opened).values()) == {2}, (said, Counter(opened))
+    assert json.loads((data / INDEX_FILE).read_text()) == index  # the sizes recorded again
 
 
 # --- the demo's folder (defect 2) ---------------------------------------------------------------------------------

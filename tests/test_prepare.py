@@ -165,7 +165,101 @@ def test_a_move_that_cannot_be_undone_lists_every_video_left_moved(tmp_path, mon
     with pytest.raises(DataError, match=r"at v_ApplyEyeMakeup_g02_c02.avi; 1 of the 3 videos moved before it could "
                                         r"not be moved back \(e.g. .*v_ApplyEyeMakeup_g02_c01.avi belongs at") as err:
         prepare(src, dst, move=True, progress=False)
-    listing = Path(re.search(r"listed, as 'target<TAB>source' lines, in (\S+)\.$", str(err.value))[1])
+    listing = Path(re.search(r"lines, in (\S+)\. Move them back with: ", str(err.value))[1])
     stuck = "v_ApplyEyeMakeup_g02_c01.avi"
     assert listing.read_text() == f"{dst / 'ApplyEyeMakeup' / stuck}\t{src / stuck}\n"
     assert {k: v for k, v in _files(src).items() if k != stuck} == {k: v for k, v in source.items() if k != stuck}
+
+
+def _cross_device(monkeypatch):
+    """Every rename fails as between two file systems (EXDEV): each move is a copy, then the source removed."""
+    def rename(a, b):
+        raise OSError(errno.EXDEV, "Invalid cross-device link", str(a))
+
+    monkeypatch.setattr(prepare_mod.os, "rename", rename)
+
+
+def test_a_ctrl_c_right_after_a_cross_device_move_removed_its_source_loses_no_video(tmp_path, monkeypatch):
+    """The 3rd video is copied and its source removed, then Ctrl-C: the copy is that video's only one, so it is kept
+    (and moved back with the two before it)."""
+    src, dst = _flat_ucf(tmp_path), tmp_path / "prepared"
+    source, unlink, removed = _files(src), Path.unlink, []
+    _cross_device(monkeypatch)
+
+    def interrupted_after_the_third_removal(self, *args, **kwargs):
+        unlink(self, *args, **kwargs)
+        if self.parent == src:
+            removed.append(self)
+            if len(removed) == 3:
+                raise KeyboardInterrupt
+
+    monkeypatch.setattr(Path, "unlink", interrupted_after_the_third_removal)
+    with pytest.raises(KeyboardInterrupt):
+        prepare(src, dst, move=True, progress=False)
+    monkeypatch.undo()
+    assert _files(src) == source and not dst.exists()
+
+
+def test_a_ctrl_c_as_a_move_returns_still_moves_that_video_back(tmp_path, monkeypatch):
+    """Ctrl-C after the 3rd video's move has finished, before it was recorded: it goes back too."""
+    src, dst = _flat_ucf(tmp_path), tmp_path / "prepared"
+    source, place, calls = _files(src), prepare_mod._place, []
+
+    def interrupted_after_the_third(*args):
+        calls.append(args)
+        place(*args)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(prepare_mod, "_place", interrupted_after_the_third)
+    with pytest.raises(KeyboardInterrupt):
+        prepare(src, dst, move=True, progress=False)
+    assert _files(src) == source and not dst.exists()
+
+
+def test_a_second_ctrl_c_while_moving_back_lists_every_video_left_moved(tmp_path, monkeypatch):
+    """Ctrl-C at the 5th video, and again while the 3rd of the 4 moved is moved back (a copy, across file systems):
+    never "nothing changed", and the listing holds exactly the videos still in DST."""
+    src, dst = _flat_ucf(tmp_path), tmp_path / "prepared"
+    source, place, move, places, moves = _files(src), prepare_mod._place, prepare_mod._move, [], []
+
+    def interrupted_at_the_fifth(*args):
+        places.append(args)
+        if len(places) == 5:
+            raise KeyboardInterrupt
+        return place(*args)
+
+    def interrupted_again(a, b):
+        moves.append((a, b))
+        if len(moves) == 6:  # 4 moves there, then the 2nd move back
+            raise KeyboardInterrupt
+        return move(a, b)
+
+    monkeypatch.setattr(prepare_mod, "_place", interrupted_at_the_fifth)
+    monkeypatch.setattr(prepare_mod, "_move", interrupted_again)
+    try:
+        with pytest.raises(DataError, match=r"was interrupted at v_ApplyEyeMakeup_g03_c01.avi; moving back was "
+                                            r"interrupted too: 3 of the 4 videos moved before it are still in") as err:
+            prepare(src, dst, move=True, progress=False)
+    except KeyboardInterrupt:  # what the CLI turns into "moved back ...: nothing changed"
+        pytest.fail("the second Ctrl-C escaped as a plain interrupt, with videos still in DST")
+    listing = Path(re.search(r"lines, in (\S+)\.", str(err.value))[1])
+    left = {p.name for p in dst.rglob("*.avi")}
+    assert len(left) == 3 and {Path(line.split("\t")[0]).name for line in listing.read_text().splitlines()} == left
+    assert {k: v for k, v in _files(src).items() if k not in left} == {k: v for k, v in source.items()
+                                                                        if k not in left}
+
+
+def test_a_ctrl_c_while_the_split_lists_are_written_moves_every_video_back(tmp_path, monkeypatch):
+    """Interrupted after the last video moved, while the split lists are written: moved back, so that "nothing
+    changed" (what the CLI then says) is true."""
+    src, dst = _flat_ucf(tmp_path), tmp_path / "prepared"
+    source = _files(src)
+
+    def interrupted(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(prepare_mod, "write_split_lists", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        prepare(src, dst, move=True, progress=False)
+    assert _files(src) == source and not dst.exists()

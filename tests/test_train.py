@@ -221,3 +221,20 @@ def test_without_a_validation_list_the_epoch_figure_says_it_is_the_test_splits(t
     epochs = [m for m in said if m.startswith("epoch ")]
     assert len(epochs) == 2 and all("| test loss" in m and "val " not in m for m in epochs), epochs
     assert result.best_split == "test"
+
+
+def test_without_split_files_the_epoch_figure_is_called_held_out_and_the_advice_is_the_whole_split(tiny_data,
+                                                                                                   tmp_path):
+    """No splits/train.txt and test.txt: training validates on a split it makes itself. That is not "the test
+    split", and a splits/val.txt alone would be ignored: the advice names the three files that make one."""
+    data = Path(shutil.copytree(tiny_data, tmp_path / "data"))
+    shutil.rmtree(data / "splits")
+    said = []
+    result = fit(data, tmp_path / "run", model_config=TINY, prep=TINY_PREP, cfg=_cfg(epochs=1), progress=False,
+                 log=said.append)
+    about = [m for m in said if "no splits/train.txt and splits/test.txt" in m]
+    assert len(about) == 1 and "optimistic" in about[0] and "splits/val.txt is read only with both" in about[0], said
+    assert not [m for m in said if "no splits/val.txt" in m or "test split" in m], said
+    epochs = [m for m in said if m.startswith("epoch ")]
+    assert epochs and all("| held-out loss" in m and "test " not in m for m in epochs), epochs
+    assert result.best_split == "held-out"

@@ -35,8 +35,8 @@ def prepare(
     try:
         report = run_prepare(src, dst, lists=lists, split=split, move=move, dry_run=dry_run,
                              val_fraction=val_fraction, resplit=resplit)
-    except KeyboardInterrupt:
-        interrupted(f"the videos moved so far were moved back to {src}: nothing changed." if move else
+    except KeyboardInterrupt:  # with --move, only once every video is back: a video left in DST is a DataError
+        interrupted(f"every video moved so far was moved back to {src}: nothing changed." if move else
                     f"the videos copied so far are kept in {dst} (whole: no half-copied file) and {src} is "
                     f"untouched. Go on with: {command_line(*sys.argv[1:])}")
     typer.echo(report.summary())

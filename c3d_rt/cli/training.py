@@ -85,8 +85,8 @@ def train(
         _interrupted_training(data, out)
     if result.test_metrics:  # the test figure itself was said as training ended
         typer.echo(f"checkpoints in {result.run_dir}; best.pt's test figures in {result.run_dir / 'test.json'}")
-    elif result.best_split in ("validation", "test"):
-        optimistic = " (which also chose it: optimistic)" if result.best_split == "test" else ""
+    elif result.best_split in ("validation", "test", "held-out"):
+        optimistic = " (which also chose it: optimistic)" if result.best_split != "validation" else ""
         typer.echo(f"best top-1 {result.best_top1:.3f} on the {result.best_split} split "
                    f"({result.last_metrics.get('val_clips', 0)} clips{optimistic}); checkpoints in {result.run_dir}")
     else:

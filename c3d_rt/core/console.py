@@ -1,10 +1,11 @@
 """What reaches the user's terminal: no third-party advice, and progress bars only where they draw in place.
 
 Known, harmless warnings of the libraries underneath are filtered at the source (each entry says why it is
-not the user's to act on); the video decoders' own diagnostics ("moov atom not found", "Unexpected element",
-"[mjpeg @ ...] error count") are turned off, and c3d-rt names the file and what it does about it instead;
-``c3d-rt --verbose`` shows them all. Progress bars draw only on a terminal; in a
-file or a CI log each stage says one line instead (the commands' own log lines). Torch-free.
+not the user's to act on); the video decoders' own diagnostics ("moov atom not found", "[mjpeg @ ...] error
+count", OpenCV's "[ WARN] ... VIDEOIO(FFMPEG)") are turned off by their own log levels, and c3d-rt names the file and
+what it does about it instead; ``c3d-rt --verbose`` shows them all. Nothing here redirects file descriptor 2: that
+would hide every thread's messages (a traceback, an ``error:`` line) along with the decoders'. Progress bars draw
+only on a terminal; in a file or a CI log each stage says one line instead (the commands' own log lines). Torch-free.
 """
 
 from __future__ import annotations
@@ -12,11 +13,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import sys
-import threading
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
+
+import cv2
 
 VERBOSE_ENV = "C3D_RT_VERBOSE"  # an environment variable, so DataLoader workers and subprocesses inherit it
 
@@ -37,9 +37,12 @@ HARMLESS_WARNINGS = (
 HARMLESS_LOGGERS = ("torch.onnx", "torch.onnx._internal.exporter._registration", "torch._inductor", "torch._dynamo",
                     "torch.export", "")
 # The decoders' own log levels, set (unless the user set them) before OpenCV first opens a video: FFmpeg inside
-# OpenCV reads OPENCV_FFMPEG_LOGLEVEL once, and -8 is AV_LOG_QUIET. What a broken file means is said by c3d-rt,
-# with the file's name ("skipping DATA/a/x.mp4: unreadable or empty video").
-DECODER_LOG_ENV = {"OPENCV_FFMPEG_LOGLEVEL": "-8"}
+# OpenCV reads OPENCV_FFMPEG_LOGLEVEL once, and -8 is AV_LOG_QUIET; OpenCV's own log ("[ WARN] ... VIDEOIO(FFMPEG):
+# backend is generally available but can't be used to capture by name" for a broken file) keeps its errors. What a
+# broken file means is said by c3d-rt, with the file's name ("skipping DATA/a/x.mp4: unreadable or empty video").
+# (OpenCV's own AVI reader, which prints "Unexpected element" with fprintf, is never used: c3d_rt.data.video opens
+# files with the FFmpeg backend.)
+DECODER_LOG_ENV = {"OPENCV_FFMPEG_LOGLEVEL": "-8", "OPENCV_LOG_LEVEL": "ERROR"}
 OUR_PACKAGE = Path(__file__).resolve().parents[1]
 
 
@@ -90,56 +93,20 @@ def quiet_decoder_logs() -> None:
             os.environ.setdefault(name, value)
         elif os.environ.get(name) == value:
             del os.environ[name]  # inherited from a quiet c3d-rt (or set so by hand): --verbose shows all
+    _match_opencv_log_level()
 
 
-_native_lock = threading.Lock()
-_native_users = 0
-_native_saved_fd: int | None = None
-
-
-@contextlib.contextmanager
-def quiet_native_stderr() -> Iterator[None]:
-    """Hide what native code writes straight to file descriptor 2 while the block runs; ``--verbose`` shows it.
-
-    OpenCV's own AVI reader prints "Unexpected element. Expected: LIST. Got: <bytes of the file>" there with C's
-    fprintf, past sys.stderr and past any log level. The redirection is process-wide while any thread is inside
-    (threads share one), so keep the block to the call that prints (opening a video), and say the user's part
-    (which file, what c3d-rt does about it) after it. Where fd 2 cannot be redirected, nothing is hidden.
-    """
-    if verbose() or not _hide_fd2():
-        yield
-        return
-    try:
-        yield
-    finally:
-        _restore_fd2()
-
-
-def _hide_fd2() -> bool:
-    global _native_users, _native_saved_fd
-    with _native_lock:
-        if _native_users == 0:
-            try:
-                sys.stderr.flush()
-                saved = os.dup(2)
-            except (OSError, ValueError, AttributeError):
-                return False
-            null = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(null, 2)
-            os.close(null)
-            _native_saved_fd = saved
-        _native_users += 1
-        return True
-
-
-def _restore_fd2() -> None:
-    global _native_users, _native_saved_fd
-    with _native_lock:
-        _native_users -= 1
-        if _native_users == 0 and _native_saved_fd is not None:
-            os.dup2(_native_saved_fd, 2)
-            os.close(_native_saved_fd)
-            _native_saved_fd = None
+def _match_opencv_log_level() -> None:
+    """OpenCV reads OPENCV_LOG_LEVEL when it is imported, often before :func:`quiet_decoder_logs` runs: give this
+    process the level the variable says now (subprocesses read the variable itself). Unset is OpenCV's default."""
+    logging_ = cv2.utils.logging
+    levels = {"SILENT": logging_.LOG_LEVEL_SILENT, "DISABLED": logging_.LOG_LEVEL_SILENT,
+              "FATAL": logging_.LOG_LEVEL_FATAL, "ERROR": logging_.LOG_LEVEL_ERROR,
+              "WARNING": logging_.LOG_LEVEL_WARNING, "WARN": logging_.LOG_LEVEL_WARNING,
+              "INFO": logging_.LOG_LEVEL_INFO, "DEBUG": logging_.LOG_LEVEL_DEBUG, "VERBOSE": logging_.LOG_LEVEL_VERBOSE}
+    level = levels.get(os.environ.get("OPENCV_LOG_LEVEL", "WARNING").upper())
+    if level is not None and logging_.getLogLevel() != level:
+        logging_.setLogLevel(level)
 
 
 @contextlib.contextmanager

@@ -17,8 +17,8 @@ from ..core.console import bar_disabled
 from ..core.errors import describe
 from ..core.fileio import read_json
 from .framecache import CacheError, FrameCache, finished_relpaths, size_dir, source_size
-from .splits import list_class_folder, probe_videos
-from .video import VideoReadError, decode_all_frames, frame_size
+from .splits import list_class_folder, probe_videos_with_sizes
+from .video import VideoReadError, decode_all_frames
 
 
 @dataclass
@@ -82,8 +82,10 @@ def _decode_into(cache: FrameCache, root: Path, videos: list[str], prep: Preproc
                 cache.restamp(root, rel)  # copied data: same content, new mtime
         else:
             todo.append(rel)
-    claimed = probe_videos(root, todo, workers)
-    warning = _upscale_warning(root, [rel for rel in todo if claimed[rel] > 0], claimed, prep, report, workers)
+    probed = probe_videos_with_sizes(root, todo, workers)
+    claimed = {rel: frames for rel, (frames, _) in probed.items()}
+    warning = _upscale_warning(root, {rel: size for rel, (frames, size) in probed.items() if frames > 0}, claimed,
+                               prep, report)
     if warning:
         log(f"warning: {warning}")
 
@@ -107,16 +109,16 @@ def _decode_into(cache: FrameCache, root: Path, videos: list[str], prep: Preproc
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _upscale_warning(root: Path, todo: list[str], claimed: dict[str, int], prep: Preprocessing, report: CacheReport,
-                     workers: int) -> str:
+def _upscale_warning(root: Path, sizes: dict[str, tuple[int, int] | None], claimed: dict[str, int],
+                     prep: Preprocessing, report: CacheReport) -> str:
     """What caching videos smaller than the cache's frames costs, said before it is spent ("" where none is).
 
-    The cache stores the frames the model reads, at ``prep.resize_wh``, so that a clip is a slice of one file and
-    bit-exact with decoding: a smaller video is stored upscaled, raw, which can be many times its own size.
+    ``sizes``: the readable videos to cache, with their frame sizes as the probe recorded them. The cache stores the
+    frames the model reads, at ``prep.resize_wh``, so that a clip is a slice of one file and bit-exact with decoding:
+    a smaller video is stored upscaled, raw, which can be many times its own size.
     """
     w, h = prep.resize_wh
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        sizes = dict(zip(todo, pool.map(lambda rel: frame_size(root / rel), todo)))
+    todo = list(sizes)
     small = [rel for rel, size in sizes.items() if size is not None and size[0] * size[1] < w * h]
     report.upscaled = len(small)
     if not small:

@@ -15,6 +15,7 @@ import re
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -113,11 +114,12 @@ def _move(src: Path, dst: Path) -> None:
     _place(src, dst, move=False)
     try:
         shutil.rmtree(src) if src.is_dir() else src.unlink()
-    except BaseException:  # the move did not happen: the source made whole again, the copy removed
-        if src.is_dir():
-            shutil.copytree(dst, src, dirs_exist_ok=True)
-        shutil.rmtree(dst) if dst.is_dir() else dst.unlink(missing_ok=True)
-        raise
+    except BaseException:
+        if src.exists():  # the move did not happen: the source made whole again, the copy removed
+            if src.is_dir():
+                shutil.copytree(dst, src, dirs_exist_ok=True)
+            shutil.rmtree(dst) if dst.is_dir() else dst.unlink(missing_ok=True)
+        raise  # else the source was removed (a Ctrl-C just after): the copy is the video now, and stays
 
 
 def official_split(lists: Path, split: int, present: set[str], canonical: dict[str, str]) -> tuple[list[str], list[str]]:
@@ -162,10 +164,12 @@ def prepare(src: str | Path, dst: str | Path, *, lists: str | Path | None = None
     report.copied, report.already_there = len(todo), len(plan) - len(todo)
     if dry_run:
         return report
-    _place_all(src, dst, todo, move, progress)
-    write_split_lists(dst, train, test)
-    (dst / "classInd.txt").write_text("".join(f"{i + 1} {c}\n" for i, c in enumerate(classes)))
-    _carry_dataset_description(src, dst)
+    def describe_the_set() -> None:
+        write_split_lists(dst, train, test)
+        (dst / "classInd.txt").write_text("".join(f"{i + 1} {c}\n" for i, c in enumerate(classes)))
+        _carry_dataset_description(src, dst)
+
+    _place_all(src, dst, todo, move, progress, then=describe_the_set)
     return report
 
 
@@ -199,50 +203,73 @@ def _files_to_place(src: Path, dst: Path, plan: dict[str, str]) -> list[tuple[Pa
     return todo
 
 
-def _place_all(src: Path, dst: Path, todo: list[tuple[Path, Path]], move: bool, progress: bool) -> None:
-    """Place every video; a move that fails or is interrupted half-way is moved back, so SRC is as it was."""
+def _place_all(src: Path, dst: Path, todo: list[tuple[Path, Path]], move: bool, progress: bool,
+               then: Callable[[], None]) -> None:
+    """Place every video, then ``then()`` (the split lists); a move that fails or is interrupted before the end is
+    moved back, so SRC is as it was."""
     new_dirs = sorted({p for _, target in todo for p in (target.parent, *target.parent.parents)
                        if not p.exists()}, key=lambda p: len(p.parts), reverse=True)
-    done: list[tuple[Path, Path]] = []
+    begun: list[tuple[Path, Path]] = []  # recorded before each is placed: a Ctrl-C at any point leaves none out
     try:
         for source, target in tqdm(todo, desc="prepare", unit="video", disable=bar_disabled(progress)):
             target.parent.mkdir(parents=True, exist_ok=True)
+            begun.append((source, target))
             _place(source, target, move)
-            done.append((source, target))
+        then()
     except BaseException as exc:
-        failed = todo[len(done)][0] if len(done) < len(todo) else None
+        placed = _placed(begun)
+        failed = next((source for source, target in todo if not target.exists()), None)  # None: all were placed
         if move:
-            _move_back(src, dst, done, new_dirs, exc, failed)
+            _move_back(src, dst, placed, new_dirs, exc, failed)
         if isinstance(exc, OSError):
-            raise DataError(f"copying {failed} to {dst} failed ({describe(exc)}). The {len(done)} videos copied before "
-                            f"it are kept (whole: no half-copied file is left) and {src} is untouched. Fix that and "
-                            "run the same command again: it goes on where it stopped.") from None
+            what = f"copying {failed} to {dst}" if failed else f"writing the split lists in {dst}"
+            raise DataError(f"{what} failed ({describe(exc)}). The {len(placed)} videos copied before it are kept "
+                            f"(whole: no half-copied file is left) and {src} is untouched. Fix that and run the same "
+                            "command again: it goes on where it stopped.") from None
         raise
 
 
-def _move_back(src: Path, dst: Path, done: list[tuple[Path, Path]], new_dirs: list[Path], exc: BaseException,
+def _placed(pairs: list[tuple[Path, Path]]) -> list[tuple[Path, Path]]:
+    """The (source, target) pairs whose target is there: what the file system says, not how far a loop got (an
+    interrupted copy or move leaves its target whole or absent, and every target was absent before)."""
+    return [(source, target) for source, target in pairs if target.exists()]
+
+
+def _move_back(src: Path, dst: Path, moved: list[tuple[Path, Path]], new_dirs: list[Path], exc: BaseException,
                failed: Path | None) -> None:
-    """Undo the moves in ``done`` (and the folders made for them); say exactly what could not be undone."""
-    stuck = []
-    for source, target in reversed(done):
-        try:
-            _move(target, source)
-        except OSError:
-            stuck.append((source, target))
+    """Undo the moves in ``moved`` (and the folders made for them); say exactly what could not be undone.
+
+    Moving back across file systems is a full copy, so a second Ctrl-C is likely: it stops the moving back, and what
+    is still in DST is listed, as for a video that could not be moved back. A plain return (or the caller's
+    KeyboardInterrupt) always means that every video is back in SRC."""
+    again = False
+    try:
+        for source, target in reversed(moved):
+            with contextlib.suppress(OSError):
+                _move(target, source)
+    except KeyboardInterrupt:
+        again = True
+    stuck = _placed(moved)
     for folder in new_dirs:
         with contextlib.suppress(OSError):
             folder.rmdir()  # only if empty
     cause = "was interrupted" if isinstance(exc, KeyboardInterrupt) else f"failed ({describe(exc)})"
-    at = f" at {failed.relative_to(src) if failed else '?'}"
+    at = f" at {failed.relative_to(src)}" if failed else " after the last video, as the split lists were written"
     if stuck:
         listing = _write_listing(dst, stuck)
-        raise DataError(f"moving videos from {src} to {dst} {cause}{at}; {len(stuck)} of the {len(done)} videos moved "
-                        f"before it could not be moved back (e.g. {stuck[0][1]} belongs at {stuck[0][0]}). Every one "
-                        f"is listed, as 'target<TAB>source' lines, in {listing}.") from None
+        n, m = len(stuck), len(moved)
+        left = (f"moving back was interrupted too: {n} of the {m} videos moved before it are still in {dst}" if again
+                else f"{n} of the {m} videos moved before it could not be moved back")
+        raise DataError(f"moving videos from {src} to {dst} {cause}{at}; {left} (e.g. {stuck[0][1]} belongs at "
+                        f"{stuck[0][0]}). Every one is listed, as 'target<TAB>source' lines, in {listing}. Move "
+                        f"them back with: while IFS=$'\\t' read -r t s; do mv -n \"$t\" \"$s\"; done < {listing}") \
+            from None
     if isinstance(exc, OSError):
-        raise DataError(f"moving videos from {src} to {dst} {cause}{at}: the {len(done)} videos moved before it were "
+        raise DataError(f"moving videos from {src} to {dst} {cause}{at}: the {len(moved)} videos moved before it were "
                         f"moved back, so nothing changed. Fix that (or prepare without --move: copying leaves {src} "
                         "as it is) and run the same command again.") from None
+    if again:
+        raise KeyboardInterrupt  # everything was back before the second Ctrl-C: "nothing changed" is true
 
 
 def _write_listing(dst: Path, pairs: list[tuple[Path, Path]]) -> Path:

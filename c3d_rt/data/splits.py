@@ -27,7 +27,7 @@ from pathlib import Path
 from ..core.errors import C3DError
 from ..core.motion import MOTIONS
 from .framecache import CACHE_DIR, finished_relpaths
-from .video import VIDEO_EXTENSIONS, count_frames, is_frame_folder, is_video
+from .video import VIDEO_EXTENSIONS, is_frame_folder, is_video, probe_video
 
 UCF_GROUP = re.compile(r"_g(\d+)_c(\d+)", re.IGNORECASE)
 SPLIT_DIR = "splits"
@@ -131,26 +131,33 @@ class DataSplit:
     allow_hflip: bool = True
     test: list[str] = field(default_factory=list)  # test.txt, only where val.txt is separate from it
     notes: list[str] = field(default_factory=list)  # what a user should know about this data before trusting it
+    generated: bool = False  # no splits/train.txt and test.txt: ``val`` is a group-aware split made here
 
     @property
     def evaluation(self) -> list[str]:
-        """The split `eval` reports on: the test split."""
+        """The split `eval` reports on: the test split (the generated held-out one where there are no split files)."""
         return self.test or self.val
 
     @property
     def validates_on_test(self) -> bool:
-        """No separate validation split (no ``val.txt``): what training validates on, and chooses ``best.pt`` by, is
-        the test split itself, the one `eval` reports on."""
-        return bool(self.val) and not self.test
+        """splits/train.txt and test.txt but no ``val.txt``: what training validates on, and chooses ``best.pt`` by,
+        is the test split itself, the one `eval` reports on."""
+        return bool(self.val) and not self.test and not self.generated
+
+    @property
+    def validates_on_generated(self) -> bool:
+        """No split files: training validates on the group-aware split it made, which `eval` reports on too."""
+        return bool(self.val) and self.generated
 
     @property
     def val_name(self) -> str:
-        """What the per-epoch held-out figure is called: "val", or "test" where it is the test split's."""
-        return "test" if self.validates_on_test else "val"
+        """What the per-epoch held-out figure is called: "val"; "test" where it is test.txt's; "held-out" where it
+        is the split made without split files."""
+        return "test" if self.validates_on_test else "held-out" if self.validates_on_generated else "val"
 
     def to_dict(self) -> dict:
         return {"root": str(self.root), "classes": self.classes, "train": self.train, "val": self.val,
-                "test": self.test, "allow_hflip": self.allow_hflip}
+                "test": self.test, "allow_hflip": self.allow_hflip, "generated": self.generated}
 
 
 def unfinished_synth(root: Path, videos: list[str]) -> bool:
@@ -177,7 +184,8 @@ def load_data_split(root: str | Path, val_fraction: float = 0.2, seed: int = 0) 
                         "the videos already written), or synthesise into a new folder.")
     split_dir = root / SPLIT_DIR
     test: list[str] = []
-    if (split_dir / "train.txt").is_file() and (split_dir / "test.txt").is_file():
+    generated = not ((split_dir / "train.txt").is_file() and (split_dir / "test.txt").is_file())
+    if not generated:
         present = set(videos)
         train = [p for p in read_split_list(split_dir / "train.txt") if p in present]
         val = [p for p in read_split_list(split_dir / "test.txt") if p in present]
@@ -193,7 +201,7 @@ def load_data_split(root: str | Path, val_fraction: float = 0.2, seed: int = 0) 
         raise DataError(f"{meta_file}: not readable JSON ({exc}). Fix or delete it.") from None
     notes = [MIRRORED_SYNTH.format(root=root)] if meta.get("generator") == "c3d-rt synth" and \
         meta.get("motion_names") != "camera" else []
-    return DataSplit(root, classes, train, val, bool(meta.get("allow_hflip", True)), test, notes)
+    return DataSplit(root, classes, train, val, bool(meta.get("allow_hflip", True)), test, notes, generated)
 
 
 MIRRORED_SYNTH = ("{root} is a synthetic motion set written before 2026-11-25, whose class names are mirrored (its "
@@ -216,6 +224,21 @@ def check_separate(split_dir: Path, train: list[str], val: list[str], test: list
 
 def probe_videos(root: Path, relpaths: list[str], workers: int = 4) -> dict[str, int]:
     """Frame counts of ``relpaths``, cached in ``root/.c3d_rt_index.json`` by size and mtime."""
+    return {rel: frames for rel, (frames, _) in _probe_index(root, relpaths, workers, sizes=False).items()}
+
+
+def probe_videos_with_sizes(root: Path, relpaths: list[str],
+                            workers: int = 4) -> dict[str, tuple[int, tuple[int, int] | None]]:
+    """Frame counts and (width, height) of ``relpaths`` (None where unreadable), from the same index: each video is
+    opened once for both, and not again where the index already knows them."""
+    return _probe_index(root, relpaths, workers, sizes=True)
+
+
+def _probe_index(root: Path, relpaths: list[str], workers: int,
+                 sizes: bool) -> dict[str, tuple[int, tuple[int, int] | None]]:
+    """``root/.c3d_rt_index.json`` holds ``rel: [size:mtime, frames, [width, height] or null]``; an entry written
+    before frame sizes were recorded (``[size:mtime, frames]``) still serves its frame count, and is probed again
+    only where ``sizes`` are wanted."""
     cache_file = root / INDEX_FILE
     try:
         cache = json.loads(cache_file.read_text()) if cache_file.is_file() else {}
@@ -226,20 +249,20 @@ def probe_videos(root: Path, relpaths: list[str], workers: int = 4) -> dict[str,
         st = (root / rel).stat()
         return f"{st.st_size}:{int(st.st_mtime)}"
 
-    def probe(rel: str) -> tuple[str, str, int]:
+    def probe(rel: str) -> tuple[str, list]:
         key = stamp(rel)
         hit = cache.get(rel)
-        if hit and hit[0] == key:
-            return rel, key, hit[1]
-        return rel, key, count_frames(root / rel)
+        if isinstance(hit, list) and hit[:1] == [key] and len(hit) >= (3 if sizes else 2):
+            return rel, hit
+        frames, size = probe_video(root / rel)
+        return rel, [key, frames, list(size) if size else None]
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        results = list(pool.map(probe, relpaths))
-    fresh = {rel: [key, n] for rel, key, n in results}
+        fresh = dict(pool.map(probe, relpaths))
     if fresh != {k: cache.get(k) for k in fresh}:
         try:
             cache.update(fresh)
             cache_file.write_text(json.dumps(cache))
         except OSError:
             pass  # a read-only data folder just means no cache
-    return {rel: n for rel, _, n in results}
+    return {rel: (entry[1], tuple(entry[2]) if len(entry) > 2 and entry[2] else None) for rel, entry in fresh.items()}

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 
 from ..core.config import Preprocessing
-from ..core.console import quiet_decoder_logs, quiet_native_stderr
+from ..core.console import quiet_decoder_logs
 from ..core.errors import C3DError
 from ..core.transforms import resize_frame
 
@@ -33,24 +33,35 @@ def frame_images(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
 
 
+# FFmpeg reads every format c3d-rt meets (MJPG, XVID, mp4v, H.264 in .avi and .mp4) and logs through a level
+# (quiet_decoder_logs); left to choose, OpenCV also tries its own AVI reader, which prints "Unexpected element.
+# Expected: LIST. Got: <bytes>" for a broken .avi with fprintf, past any level. Without FFmpeg, OpenCV chooses.
+VIDEO_BACKEND = cv2.CAP_FFMPEG if cv2.videoio_registry.hasBackend(cv2.CAP_FFMPEG) else cv2.CAP_ANY
+
+
 def open_video(path: Path) -> cv2.VideoCapture:
     """``cv2.VideoCapture`` of a video file, without the decoders' own messages about a broken one (``--verbose``
     shows them; callers say which file, and what they do about it)."""
     quiet_decoder_logs()
-    with quiet_native_stderr():
-        return cv2.VideoCapture(str(path))
+    return cv2.VideoCapture(str(path), VIDEO_BACKEND)
 
 
-def frame_size(path: Path) -> tuple[int, int] | None:
-    """(width, height) of a video's (or frame folder's) frames; None if unreadable."""
+def probe_video(path: Path) -> tuple[int, tuple[int, int] | None]:
+    """Frames in a video (as its container claims) or a frame folder, and (width, height) of its frames, from one
+    opening; ``(0, None)`` if unreadable."""
     if path.is_dir():
         images = frame_images(path)
         image = cv2.imread(str(images[0])) if images else None
-        return (image.shape[1], image.shape[0]) if image is not None else None
+        return len(images), (image.shape[1], image.shape[0]) if image is not None else None
     cap = open_video(path)
     try:
-        size = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
-        return size if cap.isOpened() and min(size) > 0 else None
+        if not cap.isOpened():
+            return 0, None
+        n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+        ok, frame = cap.read()
+        if not ok:
+            return 0, None
+        return (n if n > 0 else 1), (frame.shape[1], frame.shape[0])
     finally:
         cap.release()
 
@@ -59,15 +70,7 @@ def count_frames(path: Path) -> int:
     """Frames in a video (as its container claims) or a frame folder; 0 if unreadable."""
     if path.is_dir():
         return len(frame_images(path))
-    cap = open_video(path)
-    try:
-        if not cap.isOpened():
-            return 0
-        n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
-        ok, _ = cap.read()
-        return n if ok and n > 0 else (1 if ok else 0)
-    finally:
-        cap.release()
+    return probe_video(path)[0]
 
 
 def read_video_frames(path: Path, wanted: list[int],

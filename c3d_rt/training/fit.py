@@ -71,7 +71,8 @@ class FitResult:
     last_metrics: dict[str, Any]
     skipped_videos: int
     best_split: str = "validation"  # which clips best_top1 was measured on: "validation", "test" (no val.txt: the
-    # test split chose best.pt) or "training" (no held-out split at all)
+    # test split chose best.pt), "held-out" (no split files: the split made here, which eval reports on too, chose
+    # best.pt) or "training" (no held-out split at all)
     test_metrics: dict[str, Any] | None = None  # best.pt on the test split, where val.txt keeps it apart
 
 
@@ -122,7 +123,8 @@ def fit(data: str | Path, run_dir: str | Path, *, model_config: ModelConfig | No
         model_config = ModelConfig.from_dict(state["model_config"])
         prep = Preprocessing.from_dict(state["preprocessing"])
         split = DataSplit(Path(data), state["split"]["classes"], state["split"]["train"], state["split"]["val"],
-                          state["split"]["allow_hflip"], state["split"].get("test", []))
+                          state["split"]["allow_hflip"], state["split"].get("test", []),
+                          generated=state["split"].get("generated", False))
     else:
         split = load_data_split(data, seed=cfg.seed)
         model_config = ModelConfig(**{**(model_config or ModelConfig()).to_dict(), "num_classes": len(split.classes)})
@@ -169,6 +171,12 @@ def fit(data: str | Path, run_dir: str | Path, *, model_config: ModelConfig | No
                 "the one `c3d-rt eval` reports on, so the per-epoch 'test' figure also chooses best.pt (and stops "
                 "--patience), and best.pt's test top-1 is optimistic. For an unbiased one, list validation videos "
                 "apart from the test split in splits/val.txt.")
+        if val_set is not None and split.validates_on_generated:
+            say(f"no splits/train.txt and splits/test.txt in {split.root}: training holds out a group-aware part of "
+                f"each class's videos ({len(val_set)} clips) and validates on it; `c3d-rt eval` reports on the same "
+                "clips, so the per-epoch 'held-out' figure also chooses best.pt (and stops --patience), and best.pt's "
+                "held-out top-1 is optimistic. For an unbiased one, write splits/train.txt, splits/val.txt and "
+                "splits/test.txt (\"Class/video.avi\" a line; splits/val.txt is read only with both of the others).")
         for note in dict.fromkeys(d.cache_note for d in (train_set, val_set) if d is not None and d.cache_note):
             say(note)
         if overwrite and state is None:
@@ -215,7 +223,7 @@ def fit(data: str | Path, run_dir: str | Path, *, model_config: ModelConfig | No
         dist.barrier()
     skipped = len(train_set.skipped) + (len(val_set.skipped) if val_set else 0)
     test = best_on_test(run_dir, model, split, prep, cfg, dev, ddp, say) if split.test and val_set is not None else None
-    measured_on = "training" if val_set is None else "test" if split.validates_on_test else "validation"
+    measured_on = "training" if val_set is None else {"val": "validation"}.get(split.val_name, split.val_name)
     return FitResult(run_dir, best_top1, metrics, skipped, measured_on, test)
 
 
@@ -277,7 +285,8 @@ def _save_epoch(run_dir, model, optimizer, scaler, epoch, top1, best_top1, split
 
 
 def _epoch_line(m: dict[str, Any], val_name: str = "val") -> str:
-    """The epoch's line; ``val_name`` "test" where the held-out figure is the test split's (no val.txt)."""
+    """The epoch's line; ``val_name`` "test" where the held-out figure is the test split's (no val.txt), "held-out"
+    where it is the split made without split files."""
     val = (f" | {val_name} loss {m['val_loss']:.3f} top1 {m['val_top1']:.3f} top5 {m['val_top5']:.3f}"
            if "val_top1" in m else "")
     return (f"epoch {m['epoch']}: train loss {m['train_loss']:.3f} top1 {m['train_top1']:.3f}{val} | "
