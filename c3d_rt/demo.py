@@ -17,8 +17,6 @@ from .core.config import ModelConfig, Preprocessing, TrainConfig
 from .core.errors import C3DError
 from .core.fileio import atomic_write_text, read_json
 from .data.synth import SynthSpec, previous_spec, spec_dict, synthesize
-from .training.fit import fit
-from .training.recipes import RECIPES
 
 
 @dataclass(frozen=True)
@@ -48,6 +46,8 @@ class DemoFolderError(C3DError):
 
 
 def demo_model(s: DemoSettings) -> ModelConfig:
+    from .training.recipes import RECIPES  # torch: the CLI reads this module's folders without it
+
     return ModelConfig(width=s.width, crop_size=s.crop_size, **RECIPES["scratch"]["model"])
 
 
@@ -111,6 +111,9 @@ def claim_demo_folder(out: Path, s: DemoSettings, log) -> None:
 def run_demo(out: str | Path, quick: bool = False, log=print, overwrite: bool = False) -> dict:
     """Run the demo into ``out``; return the figures it printed. A demo of other settings there is refused unless
     ``overwrite``."""
+    from .training.fit import fit  # torch: the CLI reads this module's folders without it
+    from .training.recipes import RECIPES
+
     s = QUICK if quick else DemoSettings()
     out = Path(out)
     check_demo_folder(out, s, overwrite)

@@ -181,13 +181,13 @@ def checkout(tmp_path) -> Path:
     return tmp_path
 
 
-@pytest.mark.parametrize("command", ["webcam", "bench"])
-def test_an_export_folder_with_no_model_points_at_the_demo_models(checkout, command):
-    (checkout / "runs" / "demo" / "export").mkdir(parents=True)
+@pytest.mark.parametrize("command,demo", [("webcam", "demo"), ("bench", "demo"), ("webcam", "demo-quick")])
+def test_an_export_folder_with_no_model_points_at_the_demo_models(checkout, command, demo):
+    (checkout / "runs" / demo / "export").mkdir(parents=True)  # `c3d-rt demo` or `c3d-rt demo --quick` ran here
     run = _run([command], checkout)
     out = _flat(run)
     assert run.returncode == 1, out
-    assert "--model export: holds no model file" in out and "pass --model runs/demo/export" in out, out
+    assert "--model export: holds no model file" in out and f"pass --model runs/{demo}/export" in out, out
 
 
 @pytest.mark.parametrize("command", ["webcam", "bench"])

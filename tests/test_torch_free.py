@@ -19,7 +19,7 @@ import c3d_rt
 # Stages that are torch by nature (the network, the trainer, the writers); everything else is the runtime
 # install's, and must import without torch.
 TORCH_STAGES = ("c3d_rt.model", "c3d_rt.training", "c3d_rt.export")
-TORCH_MODULES = ("c3d_rt.engines.pytorch", "c3d_rt.demo")  # the torch engines; the demo trains
+TORCH_MODULES = ("c3d_rt.engines.pytorch",)  # the torch engines (the demo imports torch only when it trains)
 PACKAGE = Path(c3d_rt.__file__).parent
 RUNTIME_MODULES = tuple(sorted(
     name for name in (".".join(("c3d_rt",) + p.relative_to(PACKAGE).with_suffix("").parts).removesuffix(".__init__")

@@ -11,15 +11,16 @@ from typing import NoReturn
 
 import typer
 
-from ..bench.rows import BenchError
 from ..artifacts.formats import folder_files
+from ..bench.rows import BenchError
+from ..demo import DEMO_OUT, QUICK_OUT
 from ..engines.base import PRECISIONS
 from ..engines.registry import ENGINES
 from ..engines.resolve import plans
 from . import checks
 
 DEFAULT_EXPORT = Path("export")
-DEMO_EXPORT = Path("runs/demo/export")  # where `c3d-rt demo` writes its models
+DEMO_EXPORTS = (DEMO_OUT / "export", QUICK_OUT / "export")  # where `c3d-rt demo` (and --quick) write their models
 
 
 def needs_torch(command: str) -> None:
@@ -56,9 +57,10 @@ def model_folder(model: Path) -> Path:
         return model  # one file, there or not: the engines say whether they run it
     else:
         problem = "no such folder here" if model == DEFAULT_EXPORT else "no such file or folder"
-    if DEMO_EXPORT.is_dir() and model.absolute() != DEMO_EXPORT.absolute():
-        raise checks.ValidationError(f"--model {model}: {problem}. `c3d-rt demo` wrote its models to {DEMO_EXPORT}: "
-                                     f"pass --model {DEMO_EXPORT}.")
+    demo = next((d for d in DEMO_EXPORTS if d.is_dir() and model.absolute() != d.absolute()), None)
+    if demo is not None:
+        raise checks.ValidationError(f"--model {model}: {problem}. `c3d-rt demo` wrote its models to {demo}: "
+                                     f"pass --model {demo}.")
     raise checks.ValidationError(f"--model {model}: {problem}. Export a model first (`c3d-rt export CKPT --out "
                                  f"{model}`), run `c3d-rt demo`, or pass --model PATH.")
 
