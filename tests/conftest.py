@@ -90,3 +90,18 @@ def tiny_export(tiny_ckpt, tmp_path_factory):
 
     out = tmp_path_factory.mktemp("export")
     return out, export_checkpoint(tiny_ckpt, out, calib_clips=8, check_clips=20, log=lambda _m: None)
+
+
+@pytest.fixture(scope="session")
+def tiny_decided(tiny_ckpt, tmp_path_factory) -> tuple[Path, Path]:
+    """(checkpoint, data) where a reduced precision can be proven: the tiny checkpoint with fc8 scaled up (the same
+    top-1, decided probabilities: two quick epochs leave every window a near-tie), and a set of its classes whose
+    232-frame held-out videos give 28 windows each at stride 8 (504 in all; 381 decided ones prove 99%)."""
+    tmp = tmp_path_factory.mktemp("decided")
+    raw = torch.load(tiny_ckpt, map_location="cpu", weights_only=True)
+    fc8 = ("fc8.weight", "fc8.bias")
+    raw["state_dict"] = {k: v * 30 if k.endswith(fc8) else v for k, v in raw["state_dict"].items()}
+    torch.save(raw, tmp / "decided.pt")
+    w, h = TINY_PREP.resize_wh
+    return tmp / "decided.pt", synthesize(tmp / "long", SynthSpec(clips_per_class=4, frames=232, width=w, height=h,
+                                                                  val_fraction=0.5, seed=7), progress=False)

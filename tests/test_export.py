@@ -24,14 +24,27 @@ def exported(tiny_export):
     return tiny_export
 
 
-def test_fp32_and_fp16_artifacts_are_proven_and_written(exported):
+@pytest.fixture(scope="module")
+def decided_export(tiny_decided, tmp_path_factory):
+    """(folder, report, checkpoint): fp32 and fp16 ONNX of a model decided enough, on enough windows, to prove fp16."""
+    ckpt, data = tiny_decided
+    out = tmp_path_factory.mktemp("decided-export")
+    return out, export_checkpoint(ckpt, out, formats=["onnx", "onnx-fp16"], calib=data, calib_clips=8, **QUIET), ckpt
+
+
+def test_fp32_and_fp16_artifacts_are_proven_and_written(exported, decided_export):
     out, report = exported
     by_format = {a.format: a for a in report.artifacts}
-    for fmt in ("torchscript", "onnx", "onnx-fp16"):
+    for fmt in ("torchscript", "onnx"):
         assert by_format[fmt].status == "ok", by_format[fmt].reason
         assert (out / FORMATS[fmt].file).is_file()
-    assert by_format["onnx"].max_abs_err < 1e-3 and by_format["onnx-fp16"].top1_agreement >= 0.99
+    assert by_format["onnx"].max_abs_err < 1e-3
+    # the tiny model is undecided (every window a near-tie), so fp16 is refused for too little evidence
+    assert by_format["onnx-fp16"].insufficient_evidence and not (out / "c3d.fp16.onnx").exists()
     assert report.real_clips > 0 and report.real_source == "held-out split"
+    decided_out, decided, _ = decided_export
+    fp16 = {a.format: a for a in decided.artifacts}["onnx-fp16"]
+    assert fp16.status == "ok" and fp16.top1_lower_bound >= 0.99 and (decided_out / "c3d.fp16.onnx").is_file()
     saved = json.loads((out / "report.json").read_text())
     assert {a["format"] for a in saved["artifacts"]} == set(default_formats())
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary files left
@@ -40,8 +53,9 @@ def test_fp32_and_fp16_artifacts_are_proven_and_written(exported):
 def test_int8_is_written_only_when_it_passes(exported):
     out, report = exported
     int8 = next(a for a in report.artifacts if a.format == "onnx-int8")
-    assert int8.top1_agreement is not None and int8.checked_clips > 0
+    assert int8.top1_agreement is not None and int8.checked_clips > 0 and int8.top1_lower_bound is not None
     assert (out / "c3d.int8.onnx").is_file() == (int8.status == "ok")
+    assert int8.status == "ok" or "at least 381 decided held-out windows" in int8.reason  # 18 windows: refused
     if int8.status == "ok":
         model = onnx.load(str(out / "c3d.int8.onnx"))
         assert any(n.op_type == "QuantizeLinear" for n in model.graph.node)  # QDQ format
@@ -50,21 +64,23 @@ def test_int8_is_written_only_when_it_passes(exported):
         assert fc8.op_type == "Gemm" and producers.get(fc8.input[1]) != "DequantizeLinear"  # fc8 stays float
 
 
-def test_metadata_describes_the_model(exported, tiny_ckpt):
+def test_metadata_describes_the_model(exported, decided_export, tiny_ckpt):
     out, _ = exported
-    ckpt = load_checkpoint(tiny_ckpt)
-    for name in ("c3d.onnx", "c3d.ts", "c3d.fp16.onnx"):
-        info = read_artifact_info(out / name)
+    decided_out, _, decided_ckpt = decided_export
+    for folder, name, source in ((out, "c3d.onnx", tiny_ckpt), (out, "c3d.ts", tiny_ckpt),
+                                 (decided_out, "c3d.fp16.onnx", decided_ckpt)):
+        ckpt = load_checkpoint(source)
+        info = read_artifact_info(folder / name)
         assert info.labels == ckpt.labels
         assert info.preprocessing == ckpt.preprocessing and info.model_config == ckpt.model_config
         assert info.source_sha256 == ckpt.sha256
-    assert read_artifact_info(out / "c3d.fp16.onnx").precision == "fp16"
+    assert read_artifact_info(decided_out / "c3d.fp16.onnx").precision == "fp16"
 
 
-def test_onnx_has_dynamic_batch_float32_io_and_passes_the_checker(exported, tiny_ckpt):
-    out, _ = exported
-    model = C3D(load_checkpoint(tiny_ckpt).model_config)
-    model.load_state_dict(load_checkpoint(tiny_ckpt).state_dict)
+def test_onnx_has_dynamic_batch_float32_io_and_passes_the_checker(decided_export):
+    out, _, source = decided_export
+    model = C3D(load_checkpoint(source).model_config)
+    model.load_state_dict(load_checkpoint(source).state_dict)
     model.eval()
     for name in ("c3d.onnx", "c3d.fp16.onnx"):
         onnx.checker.check_model(onnx.load(str(out / name)))
@@ -76,14 +92,14 @@ def test_onnx_has_dynamic_batch_float32_io_and_passes_the_checker(exported, tiny
             with torch.no_grad():
                 ref = model(torch.from_numpy(x)).numpy()
             assert got.shape == (batch, 9)
-            tol = dict(rtol=1e-3, atol=1e-4) if name == "c3d.onnx" else dict(rtol=5e-2, atol=5e-2)
+            tol = dict(rtol=1e-3, atol=1e-3) if name == "c3d.onnx" else dict(rtol=5e-2, atol=0.5)  # logits x30
             np.testing.assert_allclose(got, ref, **tol)
 
 
 @pytest.mark.parametrize("name,tol", [("c3d.onnx", 1e-3), ("c3d.fp16.onnx", 5e-2), ("c3d.int8.onnx", None)])
-def test_every_onnx_file_runs_in_openvino(exported, name, tol):
+def test_every_onnx_file_runs_in_openvino(exported, decided_export, name, tol):
     ov = pytest.importorskip("openvino")
-    out, _ = exported
+    out = (decided_export if name == "c3d.fp16.onnx" else exported)[0]  # the tiny model's fp16 is refused
     if not (out / name).exists():
         pytest.skip(f"{name} was refused by its equivalence check in this run")
     core = ov.Core()

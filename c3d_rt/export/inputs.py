@@ -1,13 +1,16 @@
 """What an export is checked on and calibrated with: inputs the export never saw.
 
-Random clips at batch 1 and 3 (a specialised batch axis shows), real clips from the held-out split (or
-``--calib``), and int8 calibration clips. Torch-free: the bench takes its agreement clips from here too.
+Random clips at batch 1 and 3 (a specialised batch axis shows), real windows from the held-out split (or
+``--calib``): every 16-frame window at ``WINDOW_STRIDE`` over each video, as the live runtime feeds them
+(consecutive frames at the model's frame_interval), up to ``--check-clips``; and int8 calibration clips.
+Torch-free: the bench takes its agreement clips from here too.
 """
 
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
+import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
@@ -15,14 +18,20 @@ import numpy as np
 
 from ..core.config import Preprocessing
 from ..core.errors import C3DError
+from ..core.transforms import preprocess_clip
 from ..data.datasets import VideoClipDataset
+from ..data.framecache import load_frames
 from ..data.splits import DataError, load_data_split
+from ..data.video import VideoReadError, decode_all_frames
 
 if TYPE_CHECKING:  # names for the type hints only: the bench runs these without torch
     from ..model.c3d import C3D
     from ..model.checkpoint import Checkpoint
 
 RANDOM_BATCHES = (1, 3)  # batch 1 and a batch above 1: catches a specialised batch axis
+WINDOW_STRIDE = 8  # frames (sampled ones) between the starts of two checked windows of one video
+CHECK_WINDOWS = 500  # --check-clips' default: 381 decided windows clear 99% at 95% with no flip, near-ties aside
+FP32_WINDOWS = 100  # an fp32 file is judged on every logit (not on a rate): this many windows are plenty
 
 
 class ExportError(C3DError):
@@ -37,6 +46,30 @@ class CheckInputs:
     real: np.ndarray  # (N, 3, T, H, W)
     real_labels: np.ndarray  # (N,)
     real_source: str
+    available: int = 0  # windows the held-out videos give at WINDOW_STRIDE (``real`` holds up to the cap of them)
+    videos: int = 0  # held-out videos they come from
+    limit: int = 0  # the cap (--check-clips)
+    _reference: tuple = field(default=(None, None), repr=False)  # (engine, its logits on every input): run once
+
+    def rows_for(self, precision: str) -> np.ndarray | None:
+        """Which real windows judge ``precision``: all for a reduced one, an even subset for fp32 (None: all)."""
+        if precision != "fp32" or len(self.real) <= FP32_WINDOWS:
+            return None
+        return np.unique(np.linspace(0, len(self.real) - 1, FP32_WINDOWS).round().astype(int))
+
+    def reference_logits(self, reference: Callable[[np.ndarray], np.ndarray], run: Callable) -> np.ndarray:
+        """The reference's logits on the random clips then every real window, computed once per reference."""
+        if self._reference[0] is not reference:
+            batches = self.random + ([self.real] if len(self.real) else [])
+            self._reference = (reference, np.concatenate([run(reference, x) for x in batches]))
+        return self._reference[1]
+
+    def hint(self) -> str:
+        """How to get more windows, for a proof refused for too little evidence."""
+        capped = f"raise --check-clips (now {self.limit}; they give {self.available}), or " \
+            if self.available > len(self.real) else ""
+        return (f" ({len(self.real)} windows of 16 frames at stride {WINDOW_STRIDE} over {self.videos} videos of the "
+                f"{self.real_source}): {capped}pass --calib DATA with more or longer held-out videos")
 
 
 def random_clips(shape_fn: Callable[[int], tuple], seed: int = 1234) -> list[np.ndarray]:
@@ -50,6 +83,47 @@ def real_clips(dataset: VideoClipDataset | None, limit: int) -> tuple[np.ndarray
     step = max(1, len(dataset) // limit)
     pairs = [dataset[i] for i in range(0, len(dataset), step)][:limit]
     return np.stack([np.asarray(c) for c, _ in pairs]), np.array([y for _, y in pairs])
+
+
+def window_starts(num_frames: int, interval: int, clip_len: int = 16, stride: int = WINDOW_STRIDE) -> list[int]:
+    """First frame of every window the runtime would release at ``stride`` over a video of ``num_frames``: the
+    runtime samples every ``interval``-th frame and releases ``clip_len`` consecutive sampled frames."""
+    sampled = -(-num_frames // interval)
+    return [s * interval for s in range(0, sampled - clip_len + 1, stride)]
+
+
+def check_windows(dataset: VideoClipDataset | None, limit: int,
+                  stride: int = WINDOW_STRIDE) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """(clips, labels, windows available, videos used): every window at ``stride`` over the data set's videos,
+    ``limit`` of them evenly spread over all when there are more. Frames come from the frame cache where it holds
+    the video, else they are decoded (decoding stops at the last frame a chosen window needs)."""
+    if dataset is None or limit <= 0:
+        return np.zeros((0,), np.float32), np.zeros((0,), np.int64), 0, 0
+    prep = dataset.prep
+    every = [(v, s) for v, (_, n, _) in enumerate(dataset.items) for s in window_starts(n, prep.frame_interval,
+                                                                                        prep.clip_len, stride)]
+    chosen = every if len(every) <= limit else \
+        [every[i] for i in np.unique(np.linspace(0, len(every) - 1, limit).round().astype(int))]
+    clips, labels, videos = [], [], set()
+    for v in sorted({v for v, _ in chosen}):
+        rel, _, label = dataset.items[v]
+        starts = [s for w, s in chosen if w == v]
+        last = starts[-1] + (prep.clip_len - 1) * prep.frame_interval + 1
+        try:
+            entry = dataset.cached.get(rel)
+            frames = load_frames(entry) if entry is not None else decode_all_frames(dataset.root / rel, last, prep)
+        except VideoReadError as exc:
+            warnings.warn(f"skipping {dataset.root / rel} in the check: {exc}", stacklevel=2)
+            continue
+        for s in starts:
+            indices = list(range(s, s + prep.clip_len * prep.frame_interval, prep.frame_interval))
+            if indices[-1] < len(frames):  # a truncated video gives fewer windows than its header promised
+                clips.append(preprocess_clip(np.asarray(frames[indices]), prep))
+                labels.append(label)
+                videos.add(v)
+    if not clips:
+        return np.zeros((0,), np.float32), np.zeros((0,), np.int64), len(every), 0
+    return np.stack(clips), np.array(labels), len(every), len(videos)
 
 
 def data_sets_for(ckpt: Checkpoint, prep: Preprocessing, calib: str | Path | None):
@@ -87,10 +161,11 @@ def check_classes_fit(ckpt: Checkpoint, classes: list[str], what: str) -> None:
                           f"{ckpt.path.name} has {n} outputs{theirs}. Pass the data folder the model was trained on.")
 
 
-def build_check_inputs(model: C3D, calib_set, held_out, n_real: int) -> CheckInputs:
-    real, labels = real_clips(held_out if held_out is not None else calib_set, n_real)
+def build_check_inputs(model: C3D, calib_set, held_out, n_real: int = CHECK_WINDOWS) -> CheckInputs:
+    """Random clips, and up to ``n_real`` windows of the held-out videos (the calibration set's without them)."""
+    real, labels, available, videos = check_windows(held_out if held_out is not None else calib_set, n_real)
     source = "held-out split" if held_out is not None else ("calibration set" if calib_set is not None else "none")
-    return CheckInputs(random_clips(model.config.input_shape), real, labels, source)
+    return CheckInputs(random_clips(model.config.input_shape), real, labels, source, available, videos, n_real)
 
 
 def calibration_clips(model: C3D, calib_set, n: int) -> np.ndarray:

@@ -32,7 +32,8 @@ from ..engines.pytorch import reference_engine
 from ..model.c3d import C3D
 from ..model.checkpoint import Checkpoint, load_checkpoint
 from .choice import check_repository, default_formats
-from .inputs import RANDOM_BATCHES, CheckInputs, ExportError, build_check_inputs, calibration_clips, data_sets_for
+from .inputs import (CHECK_WINDOWS, RANDOM_BATCHES, WINDOW_STRIDE, CheckInputs, ExportError, build_check_inputs,
+                     calibration_clips, data_sets_for)
 from .onnx import write_onnx_fp16, write_onnx_fp32, write_onnx_int8
 from .openvino import write_openvino_int8, write_openvino_ir
 from .proof import ArtifactResult, compare, proof_engine, prove_lowered_plans
@@ -70,14 +71,15 @@ def check_out_dir(out_dir: Path) -> None:
 
 def export_checkpoint(ckpt_path: str | Path, out_dir: str | Path = "export", *, formats: list[str] | None = None,
                       opset: int = DEFAULT_OPSET, calib: str | Path | None = None,
-                      labels_file: str | Path | None = None, calib_clips: int = 32, check_clips: int = 100,
+                      labels_file: str | Path | None = None, calib_clips: int = 32, check_clips: int = CHECK_WINDOWS,
                       force: bool = False, triton: triton_repo.TritonOptions | None = None,
                       log: Callable[[str], None] = print) -> ExportReport:
     """Export a checkpoint to the given formats; write only artifacts that prove equivalent.
 
     ``force`` lets files (and report.json) exported from another checkpoint, and an existing Triton model folder,
-    be replaced; ``triton`` says how its server runs it. Ctrl-C raises :class:`ExportInterrupted` once report.json
-    has been written with what is proven so far."""
+    be replaced; ``triton`` says how its server runs it. ``check_clips`` caps the held-out windows every reduced
+    precision is proven on (see :mod:`c3d_rt.engines.equivalence`). Ctrl-C raises :class:`ExportInterrupted` once
+    report.json has been written with what is proven so far."""
     start = time.perf_counter()
     formats = formats or default_formats()
     out_dir = Path(out_dir)
@@ -92,8 +94,10 @@ def export_checkpoint(ckpt_path: str | Path, out_dir: str | Path = "export", *, 
     check_out_dir(out_dir)
     inputs = build_check_inputs(model, calib_set, held_out, check_clips)
     report = ExportReport(str(Path(ckpt_path).resolve()), ckpt.sha256, str(out_dir), real_clips=len(inputs.real),
-                          real_source=inputs.real_source, machine=machine_info())
-    log(f"checking against {len(inputs.real)} real clips ({inputs.real_source}) and random clips at batch "
+                          real_source=inputs.real_source, real_videos=inputs.videos,
+                          windows_available=inputs.available, machine=machine_info())
+    log(f"checking against {len(inputs.real)} real windows (16 frames every {WINDOW_STRIDE} over {inputs.videos} "
+        f"videos of the {inputs.real_source}; they give {inputs.available}) and random clips at batch "
         f"{', '.join(map(str, RANDOM_BATCHES))}")
     job = ExportJob(ckpt, model, labels, prep, opset, calib_set, calib_clips, reference_engine(ckpt, model), inputs,
                     report, triton=triton or triton_repo.TritonOptions())

@@ -35,26 +35,47 @@ class ArtifactResult:
     max_abs_err: float | None = None  # on logits
     max_rel_err: float | None = None
     max_prob_err: float | None = None
-    top1_agreement: float | None = None  # with eager fp32, on real held-out clips (random if none)
+    top1_agreement: float | None = None  # with eager fp32, on real held-out windows (random clips if none)
     accuracy: float | None = None
     reference_accuracy: float | None = None
     checked_clips: int = 0
     seconds: float = 0.0
     reason: str = ""
     sha256: str = ""  # of the proven file (an IR's .xml and .bin): `auto` trusts the proof only for this file
+    # reduced precisions: the evidence (engines.equivalence); a record without top1_lower_bound is of the old rule
+    windows: int = 0  # windows that decided top-1
+    near_ties: int | None = None  # of them, where fp32's top two probabilities are within NEAR_TIE_MARGIN
+    near_tie_agreement: float | None = None
+    decided_agreement: float | None = None  # top-1 agreement on the other (decided) windows
+    top1_lower_bound: float | None = None  # its 95% Wilson lower bound: the rule wants >= MIN_TOP1_AGREEMENT
+    windows_needed: int = 0  # > 0: refused for too few windows; this many decided ones would do with no flip
+    insufficient_evidence: bool = False  # refused for too little evidence (too few windows, too many near-ties)
+
+EVIDENCE = ("windows", "near_ties", "near_tie_agreement", "decided_agreement", "top1_lower_bound", "windows_needed",
+            "insufficient_evidence")
 
 
 def compare(result: ArtifactResult, reference: Engine, candidate: Engine, inputs: CheckInputs) -> ArtifactResult:
-    """Fill ``result`` with the measured errors of ``candidate`` against ``reference`` and decide."""
-    batches = inputs.random + ([inputs.real] if len(inputs.real) else [])
-    ref = np.concatenate([run_batched(reference, x) for x in batches])
-    got = np.concatenate([run_batched(candidate, x) for x in batches])
-    n_real = len(inputs.real)
-    agreement = judge(ref, got, result.precision, decisive=slice(len(ref) - n_real, None) if n_real else slice(None),
-                      labels=inputs.real_labels if n_real else None,
-                      what="held-out real clips" if n_real else "random clips")
-    for name in ("max_abs_err", "max_rel_err", "max_prob_err", "top1_agreement", "accuracy", "reference_accuracy"):
+    """Fill ``result`` with the measured errors of ``candidate`` against ``reference`` and decide: an fp32 file on
+    every logit of the random clips and ``FP32_WINDOWS`` real windows, a reduced precision on every real window
+    under the evidence rule (``judge(..., proof=True)``)."""
+    ref = inputs.reference_logits(reference, run_batched)
+    rows = inputs.rows_for(result.precision)
+    real = inputs.real if rows is None else inputs.real[rows]
+    n_random = sum(len(x) for x in inputs.random)
+    if rows is not None:
+        ref = np.concatenate([ref[:n_random], ref[n_random + rows]])
+    got = np.concatenate([run_batched(candidate, x) for x in inputs.random + ([real] if len(real) else [])])
+    n_real = len(real)
+    labels = inputs.real_labels if rows is None else inputs.real_labels[rows]
+    agreement = judge(ref, got, result.precision, decisive=slice(n_random, None) if n_real else slice(None),
+                      labels=labels if n_real else None, what="held-out windows" if n_real else "random clips",
+                      proof=True, hint=inputs.hint() if n_real else
+                      ": pass --calib DATA with held-out videos (none were found to check on)")
+    for name in ("max_abs_err", "max_rel_err", "max_prob_err", "top1_agreement", "accuracy", "reference_accuracy",
+                 *EVIDENCE[:-1]):
         setattr(result, name, getattr(agreement, name))
+    result.insufficient_evidence = agreement.insufficient
     result.checked_clips = agreement.clips
     result.reason = agreement.reason
     result.status = "ok" if agreement.ok else "FAILED"
@@ -91,4 +112,4 @@ def proof_record(plan: Plan, result: ArtifactResult) -> dict:
     """What report.json keeps of the check of a lowered precision."""
     return {"plan": plan.key, "file": plan.path.name, "sha256": result.sha256, "status": result.status,
             "top1_agreement": result.top1_agreement, "max_abs_err": result.max_abs_err, "reason": result.reason,
-            "date": time.strftime("%Y-%m-%d")}
+            **{name: getattr(result, name) for name in EVIDENCE}, "date": time.strftime("%Y-%m-%d")}

@@ -17,7 +17,8 @@ from ..artifacts.proofs import REPORT_FILE, read_report
 from ..core.errors import C3DError
 from ..core.fileio import atomic_write_text
 from ..engines import Plan
-from .inputs import RANDOM_BATCHES, ExportError
+from ..engines.equivalence import MIN_TOP1_AGREEMENT, NEAR_TIE_MARGIN
+from .inputs import FP32_WINDOWS, RANDOM_BATCHES, WINDOW_STRIDE, ExportError
 from .proof import ArtifactResult, proof_record
 
 
@@ -27,8 +28,10 @@ class ExportReport:
     source_sha256: str
     out_dir: str
     artifacts: list[ArtifactResult] = field(default_factory=list)
-    real_clips: int = 0
+    real_clips: int = 0  # real windows checked (16 frames each, every WINDOW_STRIDE frames of each held-out video)
     real_source: str = ""
+    real_videos: int = 0  # the videos they come from
+    windows_available: int = 0  # windows those videos give at the stride (real_clips is capped by --check-clips)
     calibration_clips: int = 0
     quantization: dict[str, Any] = field(default_factory=dict)  # what each quantiser did (NNCF's settings)
     proofs: list[dict] = field(default_factory=list)  # engine/precision/device checks of lowered precisions
@@ -48,12 +51,14 @@ class ExportReport:
         A format asked for by name must pass. Of the default set, an int8 format that misses the
         rule is refused (not written, said in the table) without failing the export: whether
         quantisation keeps a given model's top-1 is a property of that model, while an fp32 or
-        fp16 mismatch is a bug.
+        fp16 mismatch is a bug. So is a reduced precision refused for too little evidence (too few
+        held-out windows, too many near-ties): a property of the data the export was given.
         """
         failed = [a.format for a in self.artifacts if a.status != "ok"]
         if explicit:
             return failed, []
-        refused = [f for f in failed if FORMATS[f].precision == "int8"]
+        refused = [a.format for a in self.artifacts if a.status != "ok"
+                   and (FORMATS[a.format].precision == "int8" or a.insufficient_evidence)]
         return [f for f in failed if f not in refused], refused
 
     def to_dict(self) -> dict[str, Any]:
@@ -159,23 +164,41 @@ def _in_repository(out_dir: Path, part: Path) -> bool:
 def result_line(r: ArtifactResult) -> str:
     errors = (f"max|d logits| {r.max_abs_err:.2e}" if r.precision == "fp32" and r.max_abs_err is not None else
               f"max|d prob| {r.max_prob_err:.2e}" if r.max_prob_err is not None else "")
-    agree = f"top-1 agree {r.top1_agreement:.1%}" if r.top1_agreement is not None else ""
-    return f"  {r.format:<13} {r.status:<6} {r.size_mb:>8.1f} MB  {errors}  {agree}  {r.seconds:.1f}s  {r.reason}"
+    return (f"  {r.format:<13} {r.status:<6} {r.size_mb:>8.1f} MB  {errors}  {agreement_text(r)}  {r.seconds:.1f}s  "
+            f"{r.reason}")
+
+
+def agreement_text(r: ArtifactResult) -> str:
+    """Top-1 agreement as a user reads it; for a reduced precision, the evidence the rule judged."""
+    if r.top1_agreement is None:
+        return ""
+    if r.top1_lower_bound is None:
+        return f"top-1 agree {r.top1_agreement:.1%}"
+    decided = r.windows - (r.near_ties or 0)
+    ties = (f"; near-ties {r.near_ties}: {r.near_tie_agreement:.1%}" if r.near_tie_agreement is not None
+            else "; no near-ties")
+    decided_text = (f"top-1 agree {r.decided_agreement:.1%} of {decided} decided windows (95% lower bound "
+                    f"{r.top1_lower_bound:.1%})" if r.decided_agreement is not None else "no decided windows")
+    return decided_text + ties
 
 
 def format_report_table(report: ExportReport) -> str:
     head = f"{'format':<13} {'status':<6} {'size MB':>8} {'max|dlogit|':>11} {'max rel':>9} {'max|dprob|':>10} " \
-           f"{'top1 agree':>10} {'acc':>6} {'time s':>7}"
+           f"{'top1 agree':>10} {'low95':>6} {'ties':>5} {'acc':>6} {'time s':>7}"
     rows = [head, "-" * len(head)]
     fmt = lambda v, spec: format(v, spec) if v is not None else "-"  # noqa: E731
     for a in report.artifacts:
         rows.append(f"{a.format:<13} {a.status:<6} {a.size_mb:>8.1f} {fmt(a.max_abs_err, '11.2e')} "
                     f"{fmt(a.max_rel_err, '9.2e')} {fmt(a.max_prob_err, '10.2e')} "
-                    f"{fmt(a.top1_agreement, '10.1%')} {fmt(a.accuracy, '6.1%')} {a.seconds:>7.1f}")
+                    f"{fmt(a.top1_agreement, '10.1%')} {fmt(a.top1_lower_bound, '6.1%')} {fmt(a.near_ties, '5d')} "
+                    f"{fmt(a.accuracy, '6.1%')} {a.seconds:>7.1f}")
         if a.reason:
             rows.append(f"  -> {a.reason}")
     rows.append(f"checked on random clips (batch {', '.join(map(str, RANDOM_BATCHES))}) and {report.real_clips} real "
-                f"clips ({report.real_source}); total {report.seconds:.1f}s")
+                f"windows (16 frames every {WINDOW_STRIDE} of {report.real_videos} videos, {report.real_source}; "
+                f"fp32 files on {min(FP32_WINDOWS, report.real_clips)} of them); low95: the 95% lower bound on top-1 "
+                f"agreement over windows that are not near-ties (fp32 top-2 within {NEAR_TIE_MARGIN:g}; ties: how many), which must be >= "
+                f"{MIN_TOP1_AGREEMENT:.0%}; total {report.seconds:.1f}s")
     return "\n".join(rows)
 
 

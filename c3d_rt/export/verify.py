@@ -11,20 +11,21 @@ from ..engines import load_plan
 from ..engines.pytorch import reference_engine
 from ..engines.resolve import proof_plan, resolve
 from ..model.checkpoint import Checkpoint, load_checkpoint
-from .inputs import ExportError, build_check_inputs, data_sets_for
+from .inputs import CHECK_WINDOWS, ExportError, build_check_inputs, data_sets_for
 from .proof import ArtifactResult, compare
 from .report import record_verification
 
 
 def verify_artifact(artifact: str | Path, against: str | Path | None = None, *, calib: str | Path | None = None,
-                    check_clips: int = 100, engine: str | None = None, precision: str = "auto",
+                    check_clips: int = CHECK_WINDOWS, engine: str | None = None, precision: str = "auto",
                     device: str = "cpu") -> ArtifactResult:
     """Re-run the equivalence check of one artifact against its source checkpoint, and record it.
 
     Without ``engine``, the file is checked as the exporter checked it. With one, that engine x
     precision x device is checked on the file (e.g. OpenVINO lowering an fp32 IR to bf16), so that
     ``--engine auto`` may choose it afterwards. Either way the result goes into the ``report.json``
-    beside the file, bound to the file's SHA-256.
+    beside the file, bound to the file's SHA-256. A reduced precision is judged, as the exporter judges it, on up
+    to ``check_clips`` held-out windows with the evidence rule (:mod:`c3d_rt.engines.equivalence`).
     """
     artifact = Path(artifact)
     fmt = format_of(artifact)
