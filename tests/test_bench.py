@@ -36,8 +36,10 @@ def test_every_cpu_engine_runs_and_agrees(quick_report, tiny_export):
     ok = {r.key for r in report.rows if r.status == "ok"}
     expected = {"torch/fp32/cpu", "torchscript/fp32/cpu", "ort/fp32/cpu", "ort/fp16/cpu", "ort/int8/cpu",
                 "openvino/fp32/cpu", "openvino/int8/cpu", f"openvino-defaults/{PEER_PRECISION}/cpu"}
-    if not (tiny_export[0] / "c3d.int8.onnx").exists():  # refused by the exporter's own check in this run
-        expected -= {"ort/int8/cpu"}
+    for key, name in (("ort/int8/cpu", "c3d.int8.onnx"), ("ort/fp16/cpu", "c3d.fp16.onnx"),
+                      ("openvino/int8/cpu", "c3d.int8.openvino.xml")):
+        if not (tiny_export[0] / name).exists():  # refused by the exporter's own check (too little evidence)
+            expected -= {key}
     assert expected <= ok
     assert not report.failed and report.reference == "eager fp32 (CPU)" and report.clips_source == "held-out split"
     for r in report.rows:
@@ -70,11 +72,12 @@ def test_unavailable_engines_are_rows_with_a_reason(quick_report, tiny_export, t
     report, _ = quick_report
     cuda = [r for r in report.rows if r.device == "cuda"]
     assert cuda, "the CUDA rows must be there, measured or saying why not"
-    if all(r.status == "unavailable" for r in cuda):
-        assert all("NVIDIA GPU" in r.reason for r in cuda)
+    if all(r.status == "unavailable" for r in cuda):  # a file the exporter refused is said to be missing first
+        assert all("NVIDIA GPU" in r.reason or "not found in" in r.reason for r in cuda)
+        assert any("NVIDIA GPU" in r.reason for r in cuda)
     partial = tmp_path / "export"
     shutil.copytree(tiny_export[0], partial)
-    (partial / "c3d.int8.onnx").unlink()
+    (partial / "c3d.int8.onnx").unlink(missing_ok=True)  # the exporter may have refused it already
     rows = run_bench(partial, BenchSettings(engines=("ort",), precisions=("int8",), devices=("cpu",), warmup=0,
                                             iters=1, clips=4, auto=False, peer=False), **QUIET).rows
     assert [(r.key, r.status, "c3d.int8.onnx not found" in r.reason) for r in rows] == [

@@ -4,9 +4,14 @@ Each row is one engine (see :mod:`c3d_rt.engines`) at one precision, on one
 device and batch size, loaded and called exactly as the live recognizer does.
 Every row is checked against the eager fp32 model on the same real clips with
 the shared equivalence rules before its speed counts: an engine that computes
-something else is marked FAILED and the command exits non-zero. One that cannot
-run here gets a row that says why. Two more rows: OpenVINO with its defaults on
-c3d.onnx (the peer a user would try first) and whatever ``--engine auto`` picks.
+something else is marked FAILED and the command exits non-zero. One that is not
+here gets an unavailable row that says why; a batch that could not run (out of
+memory, an engine error) an ERROR row that says why (also a non-zero exit, with
+another message: it says nothing about what the engine computes). A batch whose
+clips cannot fit in memory is refused before anything runs. Two more rows:
+OpenVINO with its defaults on c3d.onnx (the peer a user would try first) and
+whatever ``--engine auto`` picks among the precisions and devices asked for.
+``--e2e`` runs `c3d-rt webcam` on the synthetic camera in a process of its own.
 
 Timings: warm-up first, then ``iters`` timed calls of the one timer
 (:func:`c3d_rt.engines.time_calls`), each synchronised with the device. Paths are
@@ -17,7 +22,11 @@ from __future__ import annotations
 
 import gc
 import json
+import multiprocessing
+import shlex
 import threading
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable
@@ -25,15 +34,17 @@ from typing import Any, Callable
 import numpy as np
 
 from ..artifacts.formats import CHECKPOINT, FORMATS, artifact_size_mb
-from ..core.errors import describe
+from ..core.console import filter_harmless_warnings
+from ..core.errors import C3DError, describe
 from ..core.machine import library_installed
 from ..engines import ENGINES, Engine, EngineUnavailable, Plan, engine_options, load_plan, plans, time_calls
-from ..engines.equivalence import judge, run_batched
+from ..engines.equivalence import Agreement, judge, run_batched
 from ..engines.resolve import availability
+from ..runtime import RunSettings, RunSummary, run_live
 from ..runtime.stats import percentiles
 from .reference import agreement_clips, find_reference, reference_logits
 from .report import progress_line
-from .rows import AUTO, PEER, BenchReport, BenchSettings, Row, bench_machine
+from .rows import AUTO, ERROR, FAILED, PEER, BenchError, BenchReport, BenchSettings, Row, bench_machine
 
 
 class PeakMemory:
@@ -90,43 +101,141 @@ def _load(plan: Plan, options: dict) -> Engine:
 def measure(engine_for: Callable[[int], Engine], rows: list[Row], clips: np.ndarray, reference: np.ndarray,
             s: BenchSettings) -> list[Row]:
     """Load (through ``engine_for(batch)``), check the agreement of every engine loaded, and time every batch
-    size of ``rows``; each row gets the verdict of the engine it timed."""
-    timings, verdicts, loaded = {}, {}, {}
+    size of ``rows``; each row gets the verdict of the engine it timed.
+
+    An engine that is not here is one unavailable row. A batch that cannot run (out of memory, an engine that
+    breaks) is an ERROR row that says why, and the other batches are still measured; an engine that cannot load
+    makes every batch of it an ERROR. Only a row that ran and computed something else is FAILED."""
+    verdicts: dict[int, Agreement] = {}
+    loaded: dict[int, Engine] = {}
+    clip_shape = tuple(clips.shape[1:])
     try:
         with PeakMemory() as memory:
-            for row in rows:
-                engine = engine_for(row.batch)
-                if id(engine) not in loaded:
-                    loaded[id(engine)] = engine
-                    verdicts[id(engine)] = judge(reference, run_batched(engine, clips), engine.precision)
-                row.detail, row.artifact, row.precision = engine.detail, str(engine.path), engine.precision
-                timings[row.batch] = (time_calls(engine, batch_of(clips, row.batch), s.warmup, s.iters),
-                                      verdicts[id(engine)])
+            for i, row in enumerate(rows):
+                try:
+                    engine = engine_for(row.batch)
+                except EngineUnavailable:
+                    raise
+                except Exception as exc:  # it cannot load: none of its batches runs
+                    for r in rows[i:]:
+                        r.status, r.reason = ERROR, could_not_run(exc, r, clip_shape)
+                    break
+                loaded[id(engine)] = engine
+                try:
+                    _measure_row(row, engine, clips, reference, s, verdicts)
+                except Exception as exc:  # an engine that breaks is a row, not a crashed benchmark
+                    row.status, row.reason = ERROR, could_not_run(exc, row, clip_shape)
     except EngineUnavailable as exc:
         return [Row(rows[0].engine, rows[0].precision, rows[0].device, rows[0].batch, status="unavailable",
-                    reason=describe(exc).split(": ", 1)[-1])]
-    except Exception as exc:  # an engine that breaks is a row, not a crashed benchmark
-        for row in rows:
-            row.status, row.reason = "FAILED", describe(exc)
-        return rows
+                    reason=one_line(exc))]
     finally:
         for engine in loaded.values():
             engine.close()
         gc.collect()
     for row in rows:
-        samples, agreement = timings[row.batch]
-        stats = percentiles(samples)
-        path = Path(row.artifact)
-        row.size_mb = artifact_size_mb(path) if path.is_file() else None
-        row.p50_ms, row.p95_ms, row.p99_ms, row.mean_ms = (round(stats[k], 3) for k in
-                                                           ("p50_ms", "p95_ms", "p99_ms", "mean_ms"))
-        row.clips_per_s = float(f"{row.batch * 1e3 / stats['mean_ms']:.4g}")  # 4 digits, not 2 decimals: 1.85 of 1.8547
-        row.peak_mem_mb = memory.added_mb
-        row.max_abs_err, row.max_prob_err = agreement.max_abs_err, agreement.max_prob_err
-        row.top1_agreement, row.agreement_clips = agreement.top1_agreement, agreement.clips
-        if not agreement.ok:
-            row.status, row.reason = "FAILED", agreement.reason
+        if row.p50_ms is not None:
+            row.peak_mem_mb = memory.added_mb
     return rows
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception's whole message on one line: auto's names each candidate it left out on a line of its own."""
+    text = ""
+    for part in filter(None, (line.strip() for line in str(exc).splitlines())):
+        text += ("" if not text else " " if text.endswith(":") else "; ") + part
+    return text
+
+
+def _measure_row(row: Row, engine: Engine, clips: np.ndarray, reference: np.ndarray, s: BenchSettings,
+                 verdicts: dict[int, Agreement]) -> None:
+    """Time ``engine`` at ``row.batch`` and give the row its agreement (checked once per engine)."""
+    row.detail, row.artifact, row.precision = engine.detail, str(engine.path), engine.precision
+    if id(engine) not in verdicts:
+        verdicts[id(engine)] = judge(reference, run_batched(engine, clips), engine.precision)
+    agreement = verdicts[id(engine)]
+    stats = percentiles(time_calls(engine, batch_of(clips, row.batch), s.warmup, s.iters))
+    path = Path(row.artifact)
+    row.size_mb = artifact_size_mb(path) if path.is_file() else None
+    row.p50_ms, row.p95_ms, row.p99_ms, row.mean_ms = (round(stats[k], 3) for k in
+                                                       ("p50_ms", "p95_ms", "p99_ms", "mean_ms"))
+    row.clips_per_s = float(f"{row.batch * 1e3 / stats['mean_ms']:.4g}")  # 4 digits, not 2 decimals: 1.85 of 1.8547
+    row.max_abs_err, row.max_prob_err = agreement.max_abs_err, agreement.max_prob_err
+    row.top1_agreement, row.agreement_clips = agreement.top1_agreement, agreement.clips
+    if not agreement.ok:
+        row.status, row.reason = FAILED, agreement.reason
+
+
+# --- memory: refuse what cannot fit, and say so when something did not ---------------------------------------------
+
+OUT_OF_MEMORY_SIGNS = ("out of memory", "bad_alloc", "failed to allocate", "unable to allocate",
+                       "can't allocate memory", "cannot allocate memory")  # numpy, ONNX Runtime, OpenVINO, torch
+
+
+def clips_gib(batch: int, clip_shape: tuple[int, ...]) -> float:
+    """GiB of ``batch`` float32 clips of ``clip_shape`` (3, T, H, W): the input of one call, alone."""
+    return batch * int(np.prod(clip_shape)) * 4 / 2**30
+
+
+def available_gib() -> float:
+    """Memory this process can still have: what the machine has available, or less where a container's memory
+    limit (its cgroup, which the machine's figures do not show) leaves less."""
+    import psutil
+
+    return min([psutil.virtual_memory().available, *_cgroup_room()]) / 2**30
+
+
+def _cgroup_room() -> list[int]:
+    """Bytes left under this process's memory cgroup (v2 or v1), where it has a limit that can be read."""
+    try:
+        lines = Path("/proc/self/cgroup").read_text().splitlines()
+    except OSError:
+        return []
+    rooms = []
+    for hierarchy in (line.split(":", 2) for line in lines if line.count(":") >= 2):
+        if hierarchy[1] == "":
+            base, files = Path("/sys/fs/cgroup"), ("memory.max", "memory.current")
+        elif "memory" in hierarchy[1].split(","):
+            base, files = Path("/sys/fs/cgroup/memory"), ("memory.limit_in_bytes", "memory.usage_in_bytes")
+        else:
+            continue
+        for folder in (base / hierarchy[2].lstrip("/"), base):  # inside a container its own cgroup is the root
+            try:
+                limit, used = (int((folder / name).read_text()) for name in files)
+            except (OSError, ValueError):  # not there, or "max": no limit
+                continue
+            rooms.append(max(0, limit - used))
+    return rooms
+
+
+def _shape(clip_shape: tuple[int, ...]) -> str:
+    return "x".join(map(str, clip_shape))
+
+
+def check_batches(batches: tuple[int, ...], clip_shape: tuple[int, ...]) -> None:
+    """Refuse, before anything is allocated, a batch whose clips alone take more than half the memory available:
+    the engine needs at least as much again for its first layer's output, so it would end in a MemoryError (or
+    the kernel killing the process) after every smaller row had been measured for nothing."""
+    available = available_gib()
+    fits = int(available / 2 / clips_gib(1, clip_shape))
+    too_big = [b for b in batches if b > fits]
+    if too_big:
+        b = too_big[0]
+        raise BenchError(
+            f"--batch {','.join(map(str, too_big))}: {b} clips of {_shape(clip_shape)} float32 take about "
+            f"{clips_gib(b, clip_shape):.1f} GiB as input alone, and the engines need at least as much again for "
+            f"their layers' outputs; {available:.1f} GiB of memory is available here. "
+            + (f"Use batches of at most {fits} (or free memory for more)." if fits else
+               "Not even one clip fits: free some memory first."))
+
+
+def could_not_run(exc: BaseException, row: Row, clip_shape: tuple[int, ...]) -> str:
+    """The reason of an ERROR row: out of memory (with the size of the batch's clips), or the engine's error."""
+    if not (isinstance(exc, MemoryError) or any(sign in str(exc).lower() for sign in OUT_OF_MEMORY_SIGNS)):
+        return f"could not run at batch {row.batch}: {describe(exc)}"
+    room = "on the GPU" if row.device == "cuda" else f"with {available_gib():.1f} GiB of memory available now"
+    return (f"out of memory at batch {row.batch} {room}: its clips alone need about "
+            f"{clips_gib(row.batch, clip_shape):.1f} GiB ({_shape(clip_shape)} float32 each), the engine more; use a "
+            f"smaller --batch ({describe(exc)})")
 
 
 def bench_plan(plan: Plan, clips: np.ndarray, reference: np.ndarray, s: BenchSettings,
@@ -170,7 +279,8 @@ def bench_peer(model_dir: Path, clips: np.ndarray, reference: np.ndarray, s: Ben
 
 def bench_auto(model_dir: Path, checkpoint: Path | None, clips: np.ndarray, reference: np.ndarray,
                s: BenchSettings, report: BenchReport) -> list[Row]:
-    """What `--engine auto` picks on this machine (the live recognizer's options), timed like every row."""
+    """What `--engine auto` picks on this machine among the precisions and devices asked for (the live
+    recognizer's options), timed like every row."""
     from ..engines.auto import choose
 
     rows = [Row(AUTO, "-", "-", b) for b in s.batches]
@@ -180,7 +290,8 @@ def bench_auto(model_dir: Path, checkpoint: Path | None, clips: np.ndarray, refe
         nonlocal chosen
         if chosen is None:
             options = {"live": True, **({"threads": s.threads} if s.threads else {})}  # as `webcam` loads it
-            chosen, choice = choose(model_dir, "auto", checkpoint=checkpoint, log=lambda _m: None, **options)
+            chosen, choice = choose(model_dir, one_device(s), precision=tuple(s.precisions), checkpoint=checkpoint,
+                                    log=lambda _m: None, **options)
             report.auto_choice = asdict(choice)
             for row in rows:
                 row.device = chosen.device
@@ -190,6 +301,11 @@ def bench_auto(model_dir: Path, checkpoint: Path | None, clips: np.ndarray, refe
     for row in measured:
         row.detail = f"{report.auto_choice.get('chosen', '?')}: {row.detail}"
     return measured
+
+
+def one_device(s: BenchSettings) -> str:
+    """The device of auto's choice and of the --e2e run: the one the bench is asked for, else auto."""
+    return s.devices[0] if len(s.devices) == 1 else "auto"
 
 
 def planned_rows(model_dir: Path, checkpoint: Path | None, s: BenchSettings) -> list[Plan | Row]:
@@ -216,6 +332,7 @@ def run_bench(model_dir: str | Path = "export", settings: BenchSettings = BenchS
               checkpoint: str | Path | None = None, log: Callable[[str], None] = print) -> BenchReport:
     model_dir = Path(model_dir)
     info, ckpt_path = find_reference(model_dir, Path(checkpoint) if checkpoint else None)
+    check_batches(settings.batches, info.model_config.input_shape(1)[1:])
     ckpt = None  # loaded once; without torch (the runtime install) the proven fp32 ONNX file is the reference
     if ckpt_path is not None and ckpt_path.is_file() and library_installed("torch"):
         from ..model.checkpoint import load_checkpoint
@@ -248,20 +365,44 @@ def _add(report: BenchReport, rows: list[Row], log: Callable[[str], None]) -> No
 
 
 def run_e2e(model_dir: Path, s: BenchSettings, log: Callable[[str], None]) -> dict:
-    """The live pipeline on a paced synthetic camera, with the engine asked for (``auto`` by default)."""
-    from ..runtime import RunSettings, run_live
+    """The live pipeline on the paced synthetic camera, as the `c3d-rt webcam` command it records runs it.
 
+    In a process of its own: this one has loaded and run every engine, and a live run here would measure what they
+    left behind as well (torch's thread count is process-wide and ``--threads`` sets it; thread pools, allocator
+    caches, a GPU context). On the device the bench was asked for when it names one, and on every core, as
+    `webcam` runs (it has no --threads)."""
     frames = max(32, int(s.e2e_seconds * s.e2e_fps))
-    summary = run_live(model_dir, f"synthetic@{s.e2e_fps:g}", RunSettings(show=False, max_frames=frames),
-                       engine=s.e2e_engine, precision=s.e2e_precision, log=lambda _m: None,
-                       engine_options=engine_options(s.e2e_engine, url=s.triton_url))
+    source, device = f"synthetic@{s.e2e_fps:g}", one_device(s)
+    url = s.triton_url if s.e2e_engine in ENGINES and ENGINES[s.e2e_engine].remote else ""
+    command = ["c3d-rt", "webcam", "--model", str(model_dir), "--source", source, "--no-show", "--max-frames",
+               str(frames), "--engine", s.e2e_engine, "--precision", s.e2e_precision, "--device", device,
+               *(["--triton-url", url] if url else [])]
+    note = "a process of its own, every core" + (f"; the rows ran on --threads {s.threads}" if s.threads else "")
+    how = {"command": shlex.join(command), "note": note}
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        try:
+            summary = pool.submit(live_summary, str(model_dir), source, frames, s.e2e_engine, s.e2e_precision,
+                                  device, url).result()
+        except (C3DError, BrokenProcessPool) as exc:  # the rows measured are kept: the run says why it did not
+            reason = (one_line(exc) if isinstance(exc, C3DError) else
+                      "its process ended before it finished (killed, or out of memory)")
+            log(f"e2e could not run: {reason}")
+            return {"engine": f"{s.e2e_engine}/{s.e2e_precision}/{device}", "status": ERROR, "reason": reason, **how}
     g2l, infer, over = (summary.latency_ms[k] for k in ("glass_to_label", "inference", "overhead"))
-    result = {"engine": summary.engine, "fps": s.e2e_fps, "frames": summary.frames_read,
+    result = {"engine": summary.engine, "status": "ok", "fps": s.e2e_fps, "frames": summary.frames_read,
               "frames_dropped": summary.frames_dropped, "predictions": summary.predictions,
               "predictions_per_s": summary.predictions_per_s, "windows_dropped": summary.windows_dropped,
               **{f"g2l_{k}": g2l[k] for k in ("p50_ms", "p95_ms", "p99_ms")},
               "inference_p50_ms": infer["p50_ms"], "overhead_p50_ms": over["p50_ms"],
-              "overhead_p99_ms": over["p99_ms"]}
+              "overhead_p99_ms": over["p99_ms"], **how}
     log(f"e2e {summary.engine}: glass-to-label p50 {g2l['p50_ms']:.1f} ms, p99 {g2l['p99_ms']:.1f} ms; "
-        f"{summary.predictions_per_s:.1f} predictions/s; {summary.frames_dropped} frames dropped")
+        f"{summary.predictions_per_s:.1f} predictions/s; {summary.frames_dropped} frames dropped ({note})")
     return result
+
+
+def live_summary(model_dir: str, source: str, frames: int, engine: str, precision: str, device: str,
+                 url: str) -> RunSummary:
+    """The body of the --e2e process: `c3d-rt webcam --no-show` on ``source`` for ``frames`` frames."""
+    filter_harmless_warnings()  # as the `c3d-rt` process does
+    return run_live(model_dir, source, RunSettings(show=False, max_frames=frames), engine=engine, precision=precision,
+                    device=device, log=lambda _m: None, engine_options=engine_options(engine, url=url or None))

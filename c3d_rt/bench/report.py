@@ -15,12 +15,17 @@ def _cell(value, spec: str) -> str:
 
 
 def progress_line(rows: list[Row]) -> str:
+    """One engine's rows on one line: each batch's p50 (or its status where it did not run) and why."""
     r = rows[0]
-    if r.status != "ok" and r.p50_ms is None:
-        return f"  {r.engine:<17} {r.precision:<7} {r.device:<4} {r.status}: {r.reason}"
-    speeds = ", ".join(f"b{x.batch} {x.p50_ms:.1f} ms" for x in rows)
-    return (f"  {r.engine:<17} {r.precision:<7} {r.device:<4} {r.status} {speeds}; top-1 agreement "
-            f"{r.top1_agreement:.1%}" + (f" ({r.reason})" if r.reason else ""))
+    head = f"  {r.engine:<17} {r.precision:<7} {r.device:<4}"
+    timed = [x for x in rows if x.p50_ms is not None]
+    if not timed:
+        return f"{head} {r.status}: {r.reason}"
+    speeds = ", ".join(f"b{x.batch} {x.p50_ms:.1f} ms" if x.p50_ms is not None else f"b{x.batch} {x.status}"
+                       for x in rows)
+    reasons = "; ".join(dict.fromkeys(x.reason for x in rows if x.reason))
+    return (f"{head} {timed[0].status} {speeds}; top-1 agreement {timed[0].top1_agreement:.1%}"
+            + (f" ({reasons})" if reasons else ""))
 
 
 COLUMNS = ("engine", "precision", "device", "batch", "status", "size MB", "p50 ms", "p95 ms", "p99 ms", "clips/s",
@@ -42,6 +47,20 @@ def _notes(report: BenchReport) -> dict[str, str]:
     return notes
 
 
+def _md(cell: str) -> str:
+    """A Markdown table cell: a pipe in it would end the cell (``max|dprob|`` made three of one)."""
+    return cell.replace("|", "\\|")
+
+
+def _md_row(cells) -> str:
+    return "| " + " | ".join(_md(str(c)) for c in cells) + " |"
+
+
+def _e2e_how(e: dict) -> str:
+    """How an --e2e run was made: the `c3d-rt webcam` command that measures the same."""
+    return f"as `{e['command']}` measures it ({e['note']})"
+
+
 def format_table(report: BenchReport) -> str:
     cells = [list(COLUMNS)] + [_row_cells(r) for r in report.rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(COLUMNS))]
@@ -52,10 +71,14 @@ def format_table(report: BenchReport) -> str:
     ratios = headline_ratios(report)
     lines.append("batch-1 ratios: " + ", ".join(f"{k} {v}" for k, v in ratios.items() if v is not None))
     for e in report.e2e:
-        lines.append(f"e2e {e['engine']} ({e['fps']:g} fps source): glass-to-label p50 "
-                     f"{e['g2l_p50_ms']:.1f} / p95 {e['g2l_p95_ms']:.1f} / p99 {e['g2l_p99_ms']:.1f} ms, "
-                     f"{e['predictions_per_s']:.1f} predictions/s, frames dropped {e['frames_dropped']}, runtime "
-                     f"overhead p50 {e['overhead_p50_ms']:.2f} ms")
+        if e in report.e2e_runs:
+            lines.append(f"e2e {e['engine']} ({e['fps']:g} fps source): glass-to-label p50 "
+                         f"{e['g2l_p50_ms']:.1f} / p95 {e['g2l_p95_ms']:.1f} / p99 {e['g2l_p99_ms']:.1f} ms, "
+                         f"{e['predictions_per_s']:.1f} predictions/s, frames dropped {e['frames_dropped']}, runtime "
+                         f"overhead p50 {e['overhead_p50_ms']:.2f} ms,")
+        else:
+            lines.append(f"e2e {e['engine']}: {e['status']}: {e['reason']},")
+        lines.append(f"  {_e2e_how(e)}")
     return "\n".join(lines)
 
 
@@ -69,18 +92,40 @@ def format_markdown(report: BenchReport) -> str:
             f"- agreement reference: {report.reference}, on {report.settings['clips']} {report.clips_source}\n"
             f"- {report.settings['warmup']} warm-up and {report.settings['iters']} timed calls per row; threads: "
             f"{report.settings['threads'] or 'all cores'}\n\n")
-    table = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    table += ["| " + " | ".join(_row_cells(r)) + " |" for r in report.rows]
+    table = [_md_row(COLUMNS), "|" + "---|" * len(COLUMNS)] + [_md_row(_row_cells(r)) for r in report.rows]
     body = "\n".join(table) + "\n\n" + "".join(f"- {key}: {why}\n" for key, why in _notes(report).items())
     ratios = headline_ratios(report)
     body += "\nBatch-1 p50 ratios: " + ", ".join(f"`{k}` {v}" for k, v in ratios.items()) + "\n"
     if report.e2e:
-        keys = ("engine", "fps", "frames", "frames_dropped", "predictions_per_s", "windows_dropped",
-                "g2l_p50_ms", "g2l_p95_ms", "g2l_p99_ms", "inference_p50_ms", "overhead_p50_ms")
-        body += "\n## Live pipeline (paced synthetic camera)\n\n| " + " | ".join(keys) + " |\n|" + "---|" * len(keys)
-        body += "".join("\n| " + " | ".join(_cell(e[k], ".2f") if isinstance(e[k], float) else str(e[k])
-                                             for k in keys) + " |" for e in report.e2e) + "\n"
+        body += "\n## Live pipeline (paced synthetic camera)\n\n" + _e2e_markdown(report)
     return head + body
+
+
+def _e2e_markdown(report: BenchReport) -> str:
+    """The --e2e runs: a table of those that ran, then how each was made (and why one could not run)."""
+    keys = ("engine", "fps", "frames", "frames_dropped", "predictions_per_s", "windows_dropped",
+            "g2l_p50_ms", "g2l_p95_ms", "g2l_p99_ms", "inference_p50_ms", "overhead_p50_ms")
+    table = [_md_row(keys), "|" + "---|" * len(keys)] + [
+        _md_row(_cell(e[k], ".2f") if isinstance(e[k], float) else e[k] for k in keys) for e in report.e2e_runs]
+    notes = [f"- {e['engine']}: " + ("" if e in report.e2e_runs else f"{e['status']}: {e['reason']}; ") + _e2e_how(e)
+             for e in report.e2e]
+    return ("\n".join(table) + "\n\n" if report.e2e_runs else "") + "\n".join(notes) + "\n"
+
+
+def exit_messages(report: BenchReport) -> list[str]:
+    """The ``error:`` lines of a run that exits non-zero: rows that ran and computed something else (FAILED), and
+    rows that could not run (ERROR: out of memory, an engine error), which say nothing about what an engine
+    computes."""
+    lines = []
+    if report.failed:
+        names = ", ".join(sorted({r.key for r in report.failed}))
+        lines.append(f"error: {names} did not compute what the eager fp32 model computes (see the table)")
+    if report.errors:
+        names = ", ".join(dict.fromkeys(f"{r.key} at batch {r.batch}" for r in report.errors))
+        lines.append(f"error: {names} could not run (which says nothing about what it computes): "
+                     f"{report.errors[0].reason} (see the table)")
+    lines += [f"error: the --e2e run could not run: {e['reason']}" for e in report.e2e if e not in report.e2e_runs]
+    return lines
 
 
 def save_plot(report: BenchReport, path: str | Path) -> Path:

@@ -11,6 +11,8 @@ from ..engines.base import DEVICES
 
 PEER = "openvino-defaults"  # OpenVINO compiled with no settings on c3d.onnx: what a user would try first
 AUTO = "auto"
+FAILED = "FAILED"  # it ran and computed something else than the eager fp32 model
+ERROR = "ERROR"  # it could not run (out of memory, an engine error): says nothing about what it computes
 
 
 class BenchError(C3DError):
@@ -23,7 +25,7 @@ class Row:
     precision: str
     device: str
     batch: int
-    status: str = "ok"  # ok, unavailable, FAILED
+    status: str = "ok"  # ok, unavailable (not here), FAILED (computed something else), ERROR (could not run)
     reason: str = ""
     detail: str = ""  # how the engine ran (provider, hints, what auto chose)
     artifact: str = ""
@@ -78,7 +80,18 @@ class BenchReport:
 
     @property
     def failed(self) -> list[Row]:
-        return [r for r in self.rows if r.status == "FAILED"]
+        """Rows that ran and computed something else than the eager fp32 model."""
+        return [r for r in self.rows if r.status == FAILED]
+
+    @property
+    def errors(self) -> list[Row]:
+        """Rows that could not run (out of memory, an engine that broke): nothing is known of what they compute."""
+        return [r for r in self.rows if r.status == ERROR]
+
+    @property
+    def e2e_runs(self) -> list[dict]:
+        """The --e2e runs that ran (one that could not has a status and a reason instead of figures)."""
+        return [e for e in self.e2e if e.get("status", "ok") == "ok"]
 
     def to_dict(self) -> dict[str, Any]:
         return {"model_dir": self.model_dir, "reference": self.reference, "clips_source": self.clips_source,
@@ -100,7 +113,7 @@ def headline_ratios(report: BenchReport, batch: int = 1) -> dict[str, float | st
         "auto_choice": report.auto_choice.get("chosen"),
         "auto_over_openvino_defaults": round(auto.p50_ms / peer.p50_ms, 3) if auto and peer else None,
     }
-    for e in report.e2e:  # what the live runner adds to the same engine's standalone latency
+    for e in report.e2e_runs:  # what the live runner adds to the same engine's standalone latency
         standalone = p50.get(e["engine"])
         ratios["live_g2l_over_standalone"] = round(e["g2l_p50_ms"] / standalone, 3) if standalone else None
     return ratios

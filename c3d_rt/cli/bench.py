@@ -19,7 +19,8 @@ def bench(
     model: Path = typer.Option(Path("export"), "--model", "-m", help="The folder `c3d-rt export` wrote."),
     engines: Optional[str] = typer.Option(None, help="Comma-separated engines (default: every local one, and "
                                                       "triton with --triton-url)."),
-    precision: str = typer.Option(",".join(PRECISIONS), help="Comma-separated precisions."),
+    precision: str = typer.Option(",".join(PRECISIONS), help="Comma-separated precisions (the auto row chooses "
+                                                              "among these only)."),
     devices: str = typer.Option(",".join(DEVICES), help="Comma-separated devices (rows on a missing one say so)."),
     torch_variants: str = typer.Option("", help="Also time eager torch with these options, as rows of their own: "
                                                 "channels_last, compile (comma-separated)."),
@@ -32,7 +33,8 @@ def bench(
                                               help="The checkpoint --model was exported from: the eager reference and "
                                                    "the torch rows (default: none; the proven c3d.onnx on ONNX "
                                                    "Runtime is the reference, unless --model holds its checkpoint)."),
-    e2e: bool = typer.Option(False, "--e2e", help="Also run the live pipeline on a paced synthetic camera."),
+    e2e: bool = typer.Option(False, "--e2e", help="Also run the live pipeline on a paced synthetic camera: the "
+                                                  "`c3d-rt webcam` run it prints, in a process of its own."),
     e2e_engine: EngineName = typer.Option(EngineName.auto, help="Engine of the --e2e run."),
     e2e_precision: PrecisionName = typer.Option(PrecisionName.auto, help="Precision of the --e2e run."),
     e2e_seconds: float = typer.Option(10.0, min=1.0, help="Length of each --e2e run."),
@@ -48,7 +50,7 @@ def bench(
     checks.output_file(markdown, "--markdown", checks.MARKDOWN_SUFFIXES, "bench.md")
     checks.output_file(plot, "--plot", checks.IMAGE_SUFFIXES, "bench.png")
     from ..bench.measure import run_bench
-    from ..bench.report import format_table, save_outputs
+    from ..bench.report import exit_messages, format_table, save_outputs
     from ..bench.rows import BenchSettings
     from .options import parse_batches, parse_names
 
@@ -63,10 +65,10 @@ def bench(
     report = run_bench(model, settings, checkpoint=checkpoint, log=lambda m: typer.echo(m, err=True))
     typer.echo(format_table(report))
     save_outputs(report, json_out, markdown, plot)
-    if report.failed:
-        names = ", ".join(sorted({r.key for r in report.failed}))
-        typer.secho(f"error: {names} did not compute what the eager fp32 model computes (see the table)",
-                    fg=typer.colors.RED, err=True)
+    messages = exit_messages(report)
+    for line in messages:
+        typer.secho(line, fg=typer.colors.RED, err=True)
+    if messages:
         raise typer.Exit(code=1)
 
 

@@ -71,19 +71,21 @@ def candidates(model: Path, devices: tuple[str, ...], checkpoint: Path | None) -
     return chosen, skipped
 
 
-def choose(model: str | Path, device: str = "auto", *, precision: str = "auto", checkpoint: str | Path | None = None,
-           iters: int = 5, use_cache: bool = True, log: Callable[[str], None] = print, batch: int = 1,
-           **options) -> tuple[Engine, AutoChoice]:
+def choose(model: str | Path, device: str = "auto", *, precision: str | tuple[str, ...] = "auto",
+           checkpoint: str | Path | None = None, iters: int = 5, use_cache: bool = True,
+           log: Callable[[str], None] = print, batch: int = 1, **options) -> tuple[Engine, AutoChoice]:
     """Load the fastest proven engine for ``model`` (a folder or a file) on ``device`` (auto, cpu or cuda),
-    among all precisions or the one given, timed at ``batch`` clips a call (``serve`` runs batches)."""
+    among all precisions or the ones given (``bench --precision fp32,int8``), timed at ``batch`` clips a call
+    (``serve`` runs batches)."""
     model = Path(model)
     checkpoint = Path(checkpoint) if checkpoint else None
     devices, fallback = _devices(device)
     plans_to_time, skipped = candidates(model, devices, checkpoint)
     if precision != "auto":
-        skipped += [Trial(p.key, p.path.name, status="skipped", reason=f"not {precision}") for p in plans_to_time
-                    if p.precision != precision]
-        plans_to_time = [p for p in plans_to_time if p.precision == precision]
+        wanted = (precision,) if isinstance(precision, str) else tuple(precision)
+        skipped += [Trial(p.key, p.path.name, status="skipped", reason=f"not {' or '.join(wanted)}")
+                    for p in plans_to_time if p.precision not in wanted]
+        plans_to_time = [p for p in plans_to_time if p.precision in wanted]
     if not plans_to_time:
         raise EngineUnavailable(_nothing_to_time(model, devices, skipped, checkpoint))
     key = cache_key(plans_to_time, {**options, "batch": batch} if batch != 1 else options)
