@@ -11,11 +11,13 @@ import onnx
 import pytest
 
 from c3d_rt.bench.measure import run_bench
-from c3d_rt.bench.report import save_outputs
+from c3d_rt.bench.report import format_table, save_outputs
 from c3d_rt.bench.rows import BenchError, BenchSettings
 from c3d_rt.cli.options import parse_batches, parse_names
 from c3d_rt.core.machine import cpu_has_bf16
 from c3d_rt.engines import ENGINES
+
+from .conftest import TINY
 
 QUICK = BenchSettings(batches=(1, 2), warmup=1, iters=3, clips=8)
 QUIET = dict(log=lambda _m: None)
@@ -113,3 +115,15 @@ def test_bad_arguments_are_clear_errors(tmp_path):
         parse_batches("1,x")
     with pytest.raises(BenchError, match="holds none of c3d.ts"):
         run_bench(tmp_path, QUICK, **QUIET)
+
+
+def test_every_cpu_row_says_how_far_it_is_from_the_machines_floor(quick_report):
+    report, _ = quick_report
+    rates = report.machine["matrix_tflops"]
+    assert rates["fp32"] > 0 and (rates["bf16"] is not None) == cpu_has_bf16()
+    row = next(r for r in report.rows if r.key == "ort/fp32/cpu" and r.status == "ok")
+    assert report.model_gflops == pytest.approx(TINY.gflops, abs=1e-3)  # the exported model's own arithmetic
+    # the clips' arithmetic at the measured fp32 rate, over the row's p50 (GFLOP / TFLOP/s = ms)
+    assert row.floor_share == pytest.approx(report.model_gflops * row.batch / rates["fp32"] / row.p50_ms, abs=1e-3)
+    assert all(r.floor_share is None for r in report.rows if r.device != "cpu" or r.status != "ok")
+    assert "of floor" in format_table(report) and "TFLOP/s" in format_table(report)

@@ -4,8 +4,9 @@ import re
 import subprocess
 import sys
 
-import c3d_rt.cli as cli
 from typer.testing import CliRunner
+
+import c3d_rt.cli as cli
 
 runner = CliRunner()
 

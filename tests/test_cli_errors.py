@@ -199,7 +199,6 @@ def test_no_row_changed_or_created_a_file(runs):
 import re  # noqa: E402
 
 import c3d_rt.cli as cli
-
 from c3d_rt.core.errors import describe
 
 

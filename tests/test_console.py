@@ -1,7 +1,6 @@
 """Quiet by default: known third-party warnings are filtered at their source; --verbose shows them."""
 
 import os
-import sys
 import warnings
 
 import pytest

@@ -14,14 +14,20 @@ import pytest
 
 from c3d_rt.data.datasets import VideoClipDataset
 from c3d_rt.data.splits import load_data_split
-from c3d_rt.engines.equivalence import (MAX_NEAR_TIE_SHARE, MIN_TOP1_AGREEMENT, NEAR_TIE_MARGIN, judge, near_ties,
-                                        wilson_lower_bound, windows_needed)
 from c3d_rt.engines.auto import candidates
+from c3d_rt.engines.equivalence import (
+    MAX_NEAR_TIE_SHARE,
+    MIN_TOP1_AGREEMENT,
+    NEAR_TIE_MARGIN,
+    judge,
+    near_ties,
+    wilson_lower_bound,
+    windows_needed,
+)
 from c3d_rt.engines.resolve import plans, unproven
 from c3d_rt.export.inputs import CHECK_WINDOWS, WINDOW_STRIDE, check_windows, window_starts
 from c3d_rt.export.job import export_checkpoint
 from c3d_rt.export.verify import verify_artifact
-
 from tests.conftest import TINY_PREP, write_video
 
 QUIET = dict(log=lambda _m: None)

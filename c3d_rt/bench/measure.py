@@ -44,7 +44,7 @@ from ..runtime import RunSettings, RunSummary, run_live
 from ..runtime.stats import percentiles
 from .reference import agreement_clips, find_reference, reference_logits
 from .report import progress_line
-from .rows import AUTO, ERROR, FAILED, PEER, BenchError, BenchReport, BenchSettings, Row, bench_machine
+from .rows import AUTO, ERROR, FAILED, PEER, BenchError, BenchReport, BenchSettings, Row, bench_machine, floor_share
 
 
 class PeakMemory:
@@ -354,6 +354,9 @@ def run_bench(model_dir: str | Path = "export", settings: BenchSettings = BenchS
         _add(report, bench_peer(model_dir, clips, reference, settings), log)
     if settings.auto:
         _add(report, bench_auto(model_dir, ckpt_path, clips, reference, settings, report), log)
+    report.model_gflops = round(info.model_config.gflops, 3)
+    for row in report.rows:
+        row.floor_share = floor_share(row, report.model_gflops, report.machine.get("matrix_tflops", {}))
     if settings.e2e:
         report.e2e = [run_e2e(model_dir, settings, log)]
     return report

@@ -29,13 +29,13 @@ def progress_line(rows: list[Row]) -> str:
 
 
 COLUMNS = ("engine", "precision", "device", "batch", "status", "size MB", "p50 ms", "p95 ms", "p99 ms", "clips/s",
-           "+mem MB", "max|dprob|", "top-1 agree")
+           "+mem MB", "max|dprob|", "top-1 agree", "of floor")
 
 
 def _row_cells(r: Row) -> list[str]:
     return [r.engine, r.precision, r.device, str(r.batch), r.status, _cell(r.size_mb, ".1f"), _cell(r.p50_ms, ".2f"),
             _cell(r.p95_ms, ".2f"), _cell(r.p99_ms, ".2f"), _cell(r.clips_per_s, ".1f"), _cell(r.peak_mem_mb, ".0f"),
-            _cell(r.max_prob_err, ".1e"), _cell(r.top1_agreement, ".1%")]
+            _cell(r.max_prob_err, ".1e"), _cell(r.top1_agreement, ".1%"), _cell(r.floor_share, ".1%")]
 
 
 def _notes(report: BenchReport) -> dict[str, str]:
@@ -67,7 +67,7 @@ def format_table(report: BenchReport) -> str:
     lines = ["  ".join(c.rjust(w) if i > 4 else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths)))
              for row in cells]
     lines.insert(1, "-" * len(lines[0]))
-    lines += [f"  {key}: {why}" for key, why in _notes(report).items()]
+    lines += [f"  {key}: {why}" for key, why in _notes(report).items()] + [_floor_line(report)]
     ratios = headline_ratios(report)
     lines.append("batch-1 ratios: " + ", ".join(f"{k} {v}" for k, v in ratios.items() if v is not None))
     for e in report.e2e:
@@ -82,6 +82,14 @@ def format_table(report: BenchReport) -> str:
     return "\n".join(lines)
 
 
+def _floor_line(report: BenchReport) -> str:
+    rates = report.machine.get("matrix_tflops") or {}
+    measured = ", ".join(f"{k} {v:g}" for k, v in rates.items() if k != "library" and v)
+    return (f"of floor: a clip is {report.model_gflops:g} GFLOP; this CPU's dense matrix products run at {measured} "
+            f"TFLOP/s ({rates.get('library')}, every core); a CPU row's share is that arithmetic's time at its "
+            "precision's rate over its p50" if measured and report.model_gflops else "of floor: not measured")
+
+
 def format_markdown(report: BenchReport) -> str:
     m = report.machine
     head = (f"# c3d-rt bench: {report.model_dir}\n\n"
@@ -90,6 +98,7 @@ def format_markdown(report: BenchReport) -> str:
             f"- versions: python {m.get('python')}, torch {m.get('torch')}, onnxruntime {m.get('onnxruntime')}, "
             f"openvino {m.get('openvino')}, c3d-rt {m.get('c3d_rt')}; date {m.get('date')}\n"
             f"- agreement reference: {report.reference}, on {report.settings['clips']} {report.clips_source}\n"
+            f"- {_floor_line(report)}\n"
             f"- {report.settings['warmup']} warm-up and {report.settings['iters']} timed calls per row; threads: "
             f"{report.settings['threads'] or 'all cores'}\n\n")
     table = [_md_row(COLUMNS), "|" + "---|" * len(COLUMNS)] + [_md_row(_row_cells(r)) for r in report.rows]

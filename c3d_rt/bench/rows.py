@@ -40,6 +40,7 @@ class Row:
     max_prob_err: float | None = None
     top1_agreement: float | None = None
     agreement_clips: int = 0
+    floor_share: float | None = None  # the CPU's matrix-product floor for these clips over p50: 1.0 = at the floor
 
     @property
     def key(self) -> str:
@@ -77,6 +78,7 @@ class BenchReport:
     rows: list[Row] = field(default_factory=list)
     auto_choice: dict = field(default_factory=dict)
     e2e: list[dict] = field(default_factory=list)
+    model_gflops: float | None = None  # one clip's arithmetic (ModelConfig.gflops)
 
     @property
     def failed(self) -> list[Row]:
@@ -120,6 +122,19 @@ def headline_ratios(report: BenchReport, batch: int = 1) -> dict[str, float | st
 
 
 def bench_machine() -> dict[str, Any]:
-    from ..core.machine import machine_info
+    """The machine block of a report, with its measured matrix-product rates (the floors rows are held to)."""
+    from ..core.machine import machine_info, matrix_rates
 
-    return machine_info()
+    return {**machine_info(), "matrix_tflops": matrix_rates()}
+
+
+FLOOR_RATE = {"fp32": "fp32", "fp16": "fp32", "bf16": "bf16", "int8": "int8"}  # CPUs compute fp16 models in fp32
+
+
+def floor_share(row: Row, gflops: float, rates: dict[str, Any]) -> float | None:
+    """How close a CPU row came to what the CPU can do: the time its clips' arithmetic takes at the measured
+    dense matrix-product rate of its precision, over its p50 (1.0: at that floor; 0.1: ten times slower)."""
+    rate = rates.get(FLOOR_RATE.get(row.precision, ""))
+    if row.device != "cpu" or row.status != "ok" or not row.p50_ms or not rate:
+        return None
+    return round(gflops * row.batch / rate / row.p50_ms, 3)  # GFLOP / (TFLOP/s) = ms

@@ -16,7 +16,6 @@ from ..artifacts.formats import CHECKPOINT
 from ..core.machine import cpu_has_bf16, cuda_driver_present, library_installed
 from .base import DEVICES, Engine, EngineError, Plan
 
-
 TORCH_INSTALL = "pip install 'c3d-rt[train]'"
 
 

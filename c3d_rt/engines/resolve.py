@@ -10,8 +10,14 @@ from pathlib import Path
 
 from ..artifacts.formats import CHECKPOINT, FORMATS, artifact_sha256, folder_files, format_of, read_artifact_info
 from ..artifacts.info import ArtifactInfo
-from ..artifacts.proofs import (REPORT_FILE, proven_before_digests, proven_digests, read_report, runtime_proofs,
-                                source_checkpoint)
+from ..artifacts.proofs import (
+    REPORT_FILE,
+    proven_before_digests,
+    proven_digests,
+    read_report,
+    runtime_proofs,
+    source_checkpoint,
+)
 from ..core.errors import C3DError
 from .base import DEVICES, PRECISIONS, Engine, EngineError, EngineUnavailable, Plan
 from .registry import ENGINES, device_unavailable, load_plan, missing_library, precision_unavailable, resolve_device

@@ -32,8 +32,16 @@ from ..engines.pytorch import reference_engine
 from ..model.c3d import C3D
 from ..model.checkpoint import Checkpoint, load_checkpoint
 from .choice import check_repository, default_formats
-from .inputs import (CHECK_WINDOWS, RANDOM_BATCHES, WINDOW_STRIDE, CheckInputs, ExportError, build_check_inputs,
-                     calibration_clips, data_sets_for)
+from .inputs import (
+    CHECK_WINDOWS,
+    RANDOM_BATCHES,
+    WINDOW_STRIDE,
+    CheckInputs,
+    ExportError,
+    build_check_inputs,
+    calibration_clips,
+    data_sets_for,
+)
 from .onnx import write_onnx_fp16, write_onnx_fp32, write_onnx_int8
 from .openvino import write_openvino_int8, write_openvino_ir
 from .proof import ArtifactResult, compare, proof_engine, prove_lowered_plans
