@@ -40,13 +40,30 @@ def reference(tiny_ckpt):
     return reference_engine(ckpt, ckpt.build_model())
 
 
+@pytest.fixture(scope="module")
+def contract_export(tiny_decided, tmp_path_factory):
+    """(folder, checkpoint, held-out clips, reference engine): the decided tiny model exported in every default
+    format on its own long videos, so that the reduced precisions are proven and written (the undecided tiny
+    export's are refused for too little evidence) and each engine's contract is checked on them."""
+    from c3d_rt.export.job import export_checkpoint
+
+    ckpt_path, data = tiny_decided
+    out = tmp_path_factory.mktemp("contract")
+    export_checkpoint(ckpt_path, out, calib=data, calib_clips=8, log=lambda _m: None)
+    ckpt = load_checkpoint(ckpt_path)
+    split = load_data_split(data)
+    clips, _ = real_clips(VideoClipDataset(split.root, split.val, split.classes, ckpt.preprocessing, train=False), 4)
+    return out, ckpt_path, clips, reference_engine(ckpt, ckpt.build_model())
+
+
 @pytest.mark.parametrize("engine,precision,device", EVERY_ENGINE)
-def test_engine_contract(engine, precision, device, tiny_export, tiny_ckpt, held_out_clips, reference):
+def test_engine_contract(engine, precision, device, contract_export):
+    folder, ckpt_path, held_out_clips, reference = contract_export
     try:
-        model = load_engine(tiny_export[0], engine, precision, device, checkpoint=tiny_ckpt)
+        model = load_engine(folder, engine, precision, device, checkpoint=ckpt_path)
     except EngineUnavailable as exc:
         pytest.skip(str(exc))
-    ckpt = load_checkpoint(tiny_ckpt)
+    ckpt = load_checkpoint(ckpt_path)
     with model:
         assert model.key == f"{engine}/{precision}/{device}"
         assert model.labels == ckpt.labels and model.info.preprocessing == ckpt.preprocessing
