@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 import time
 import traceback
 from pathlib import Path
@@ -51,18 +52,12 @@ def main() -> None:
 
 def _crash_log(exc: BaseException) -> Path:
     """Write the command line, versions and traceback of an unexpected error to a log file; return its path."""
-    from ..core.fileio import user_cache_dir
+    from ..core.fileio import user_cache_dir, write_where_writable
     from ..core.version import __version__
 
     text = (f"command: {command_line(*sys.argv[1:])}\ncwd: {os.getcwd()}\nc3d-rt {__version__}, "
             f"Python {sys.version.split()[0]}\ntime: {time.strftime('%Y-%m-%d %H:%M:%S')}\n\n"
             + "".join(traceback.format_exception(exc)))
     name = f"error-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
-    for folder in (lambda: user_cache_dir("logs"), lambda: Path(__import__("tempfile").gettempdir())):
-        try:
-            path = folder() / name
-            path.write_text(text)
-            return path
-        except OSError:
-            continue
-    return Path("(no writable place for a log)")
+    return write_where_writable(text, name, (user_cache_dir("logs"), tempfile.gettempdir())) or Path(
+        "(no writable place for a log)")

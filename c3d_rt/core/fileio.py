@@ -45,6 +45,20 @@ def atomic_write_text(text: str, target: str | os.PathLike) -> None:
         tmp.write_text(text)
 
 
+def write_where_writable(text: str, name: str, folders) -> Path | None:
+    """Write ``text`` as ``name`` in the first of ``folders`` (paths, or None for one that could not be made)
+    where that works: for a record that must land somewhere (a crash log, a listing of moved files)."""
+    for folder in folders:
+        if folder is None:
+            continue
+        try:
+            (Path(folder) / name).write_text(text)
+            return Path(folder) / name
+        except OSError:
+            continue
+    return None
+
+
 def user_cache_dir(*parts: str) -> Path | None:
     """``$XDG_CACHE_HOME/c3d-rt/...`` (``~/.cache/c3d-rt/...``): caches that survive a run.
 

@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from ..core.console import bar_disabled
 from ..core.errors import describe
+from ..core.fileio import write_where_writable
 from .splits import SPLIT_DIR, DataError, group_split, read_class_index, read_split_list, write_split_lists
 from .video import is_frame_folder, is_video
 
@@ -275,14 +276,9 @@ def _move_back(src: Path, dst: Path, moved: list[tuple[Path, Path]], new_dirs: l
 def _write_listing(dst: Path, pairs: list[tuple[Path, Path]]) -> Path:
     """The list of videos left moved, in DST if it can be written there, else in the temporary folder."""
     text = "".join(f"{target}\t{source}\n" for source, target in pairs)
-    for folder in (dst, Path(tempfile.gettempdir())):
-        path = folder / f"prepare-moved-{time.strftime('%Y%m%d-%H%M%S')}.txt"
-        try:
-            path.write_text(text)
-            return path
-        except OSError:
-            continue
-    return Path("(nowhere writable: " + "; ".join(f"{t} -> {s}" for s, t in pairs) + ")")
+    name = f"prepare-moved-{time.strftime('%Y%m%d-%H%M%S')}.txt"
+    return write_where_writable(text, name, (dst, tempfile.gettempdir())) or Path(
+        "(nowhere writable: " + "; ".join(f"{t} -> {s}" for s, t in pairs) + ")")
 
 
 def _refuse_another_split(dst: Path, train: list[str], test: list[str], classes: list[str]) -> None:
