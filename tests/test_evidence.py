@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from c3d_rt.core.config import Preprocessing
 from c3d_rt.data.datasets import VideoClipDataset
 from c3d_rt.data.splits import load_data_split
 from c3d_rt.engines.auto import candidates
@@ -25,7 +26,7 @@ from c3d_rt.engines.equivalence import (
     windows_needed,
 )
 from c3d_rt.engines.resolve import plans, unproven
-from c3d_rt.export.inputs import CHECK_WINDOWS, WINDOW_STRIDE, check_windows, window_starts
+from c3d_rt.export.inputs import CHECK_WINDOWS, WINDOW_STRIDE, check_windows
 from c3d_rt.export.job import export_checkpoint
 from c3d_rt.export.verify import verify_artifact
 from tests.conftest import TINY_PREP, write_video
@@ -88,8 +89,9 @@ def test_too_few_windows_are_refused_with_the_count_needed():
 
 
 def test_windows_are_every_window_at_the_stride(tmp_path):
-    assert window_starts(20, 1) == [0] and window_starts(15, 1) == []
-    assert window_starts(40, 1) == [0, 8, 16, 24] and window_starts(80, 2) == [0, 16, 32, 48]
+    one, two = Preprocessing(), Preprocessing(frame_interval=2)
+    assert one.window_starts(20, 8) == [0] and one.window_starts(15, 8) == []
+    assert one.window_starts(40, 8) == [0, 8, 16, 24] and two.window_starts(80, 8) == [0, 16, 32, 48]
     root = tmp_path / "data"
     for i, n in enumerate((40, 20, 10)):
         write_video(root / "a" / f"v{i}.avi", n, size=TINY_PREP.resize_wh, seed=i)

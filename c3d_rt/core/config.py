@@ -128,6 +128,20 @@ class Preprocessing:
         w, h = self.resize_wh  # odd margins round up, as the reference code's crop does
         return (h - self.crop_size + 1) // 2, (w - self.crop_size + 1) // 2
 
+    @property
+    def window_span(self) -> int:
+        """Source frames from a window's first to its last, inclusive: ``(clip_len - 1) * frame_interval + 1``."""
+        return (self.clip_len - 1) * self.frame_interval + 1
+
+    def window_starts(self, num_frames: int, stride: int) -> list[int]:
+        """First source frame of every window over ``num_frames`` frames, one every ``stride`` sampled frames.
+
+        The one rule of where windows fall, for the live ring, the export's check windows and ``predict``: every
+        ``frame_interval``-th frame is sampled, a window is ``clip_len`` consecutive sampled frames, and windows
+        start every ``stride`` sampled frames from the first."""
+        sampled = -(-num_frames // self.frame_interval)
+        return [s * self.frame_interval for s in range(0, sampled - self.clip_len + 1, stride)]
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 

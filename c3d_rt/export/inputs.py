@@ -85,13 +85,6 @@ def real_clips(dataset: VideoClipDataset | None, limit: int) -> tuple[np.ndarray
     return np.stack([np.asarray(c) for c, _ in pairs]), np.array([y for _, y in pairs])
 
 
-def window_starts(num_frames: int, interval: int, clip_len: int = 16, stride: int = WINDOW_STRIDE) -> list[int]:
-    """First frame of every window the runtime would release at ``stride`` over a video of ``num_frames``: the
-    runtime samples every ``interval``-th frame and releases ``clip_len`` consecutive sampled frames."""
-    sampled = -(-num_frames // interval)
-    return [s * interval for s in range(0, sampled - clip_len + 1, stride)]
-
-
 def check_windows(dataset: VideoClipDataset | None, limit: int,
                   stride: int = WINDOW_STRIDE) -> tuple[np.ndarray, np.ndarray, int, int]:
     """(clips, labels, windows available, videos used): every window at ``stride`` over the data set's videos,
@@ -100,15 +93,14 @@ def check_windows(dataset: VideoClipDataset | None, limit: int,
     if dataset is None or limit <= 0:
         return np.zeros((0,), np.float32), np.zeros((0,), np.int64), 0, 0
     prep = dataset.prep
-    every = [(v, s) for v, (_, n, _) in enumerate(dataset.items) for s in window_starts(n, prep.frame_interval,
-                                                                                        prep.clip_len, stride)]
+    every = [(v, s) for v, (_, n, _) in enumerate(dataset.items) for s in prep.window_starts(n, stride)]
     chosen = every if len(every) <= limit else \
         [every[i] for i in np.unique(np.linspace(0, len(every) - 1, limit).round().astype(int))]
     clips, labels, videos = [], [], set()
     for v in sorted({v for v, _ in chosen}):
         rel, _, label = dataset.items[v]
         starts = [s for w, s in chosen if w == v]
-        last = starts[-1] + (prep.clip_len - 1) * prep.frame_interval + 1
+        last = starts[-1] + prep.window_span
         try:
             entry = dataset.cached.get(rel)
             frames = load_frames(entry) if entry is not None else decode_all_frames(dataset.root / rel, last, prep)
