@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..core.fileio import read_json, user_cache_dir, write_json_quietly
-from .info import ArtifactError, ArtifactInfo, read_onnx_info, read_zip_metadata
+from .info import FEATURE_LAYERS, OUTPUT_NAME, ArtifactError, ArtifactInfo, read_onnx_info, read_zip_metadata
 
 CHECKPOINT = "checkpoint"  # the eager model's "format": a training checkpoint, not an export
 DIGESTS_FILE = "digests.json"  # in the user cache: file SHA-256s by path, size and modification time
@@ -23,11 +23,14 @@ class Format:
     precision: str  # what the stored model computes in
     kind: str  # the reader: torchscript, onnx, openvino, torch-export, aoti
     # ("triton": a model repository around the proven ONNX file, triton/c3d/1/model.onnx; see c3d_rt.artifacts.triton)
+    outputs: tuple[str, ...] = (OUTPUT_NAME,)  # the graph's outputs, by name (ArtifactInfo.outputs)
 
 
 FORMATS: dict[str, Format] = {f.name: f for f in (
     Format("torchscript", "c3d.ts", "fp32", "torchscript"),
     Format("onnx", "c3d.onnx", "fp32", "onnx"),
+    # fc6 and fc7 (after ReLU) beside the logits, for `c3d-rt features`: only when asked for (--formats onnx-features)
+    Format("onnx-features", "c3d.features.onnx", "fp32", "onnx", outputs=(*FEATURE_LAYERS, OUTPUT_NAME)),
     Format("onnx-fp16", "c3d.fp16.onnx", "fp16", "onnx"),
     Format("onnx-int8", "c3d.int8.onnx", "int8", "onnx"),
     Format("openvino", "c3d.openvino.xml", "fp32", "openvino"),
@@ -36,12 +39,14 @@ FORMATS: dict[str, Format] = {f.name: f for f in (
     Format("aoti", "c3d.aoti.pt2", "fp32", "aoti"),  # AOTInductor: compiled C++ kernels for this CPU
     Format("triton", "triton/c3d/1/model.onnx", "fp32", "onnx"),  # only when asked for (--formats triton)
 )}
-# The openvino ones need the extra; aoti compiles C++ for minutes on a full-size model: asked by name only.
+# The openvino ones need the extra; aoti compiles C++ for minutes on a full-size model: asked by name only
+# (as are triton and onnx-features).
 DEFAULT_EXPORT_FORMATS = ("torchscript", "onnx", "onnx-fp16", "onnx-int8", "torch-export")
 
 
 def format_of(path: Path) -> str:
-    """The FORMATS name of one file (by its metadata where the suffix is ambiguous), or CHECKPOINT."""
+    """The FORMATS name of one file (by its metadata where the suffix is ambiguous: kind, precision, outputs), or
+    CHECKPOINT."""
     suffix = path.suffix.lower()
     if suffix in (".pt", ".pth", ".tar"):
         return CHECKPOINT
@@ -51,11 +56,20 @@ def format_of(path: Path) -> str:
         info = read_artifact_info(path)
         kind = {".onnx": "onnx", ".xml": "openvino"}.get(suffix, info.fmt)
         for f in FORMATS.values():
-            if f.kind == kind and f.precision == info.precision:
+            if f.kind == kind and f.precision == info.precision and f.outputs == info.outputs:
                 return f.name
-        raise ArtifactError(f"{path}: a {kind} model of precision {info.precision!r}, which no engine runs")
+        raise ArtifactError(f"{path}: a {kind} model of precision {info.precision!r} with outputs "
+                            f"{', '.join(info.outputs)}, which no engine runs")
     raise ArtifactError(f"{path}: not a c3d-rt model (expected .onnx, .ts, .pt2, .xml (OpenVINO IR), or a .pt "
                         "checkpoint). Export one with `c3d-rt export CKPT --out DIR`.")
+
+
+def layer_formats(layer: str) -> tuple[str, ...]:
+    """The formats whose files give ``layer`` (logits, fc6, fc7), and CHECKPOINT: the eager model computes every
+    layer."""
+    if layer not in (OUTPUT_NAME, *FEATURE_LAYERS):
+        raise ArtifactError(f"unknown layer {layer!r}; choose from {', '.join((*FEATURE_LAYERS, OUTPUT_NAME))}")
+    return (*(name for name, f in FORMATS.items() if layer in f.outputs), CHECKPOINT)
 
 
 def artifact_files(path: Path) -> list[Path]:

@@ -19,6 +19,8 @@ from ..core.errors import C3DError, describe
 
 TS_EXTRA_FILE = "c3d_rt.json"
 INPUT_NAME, OUTPUT_NAME = "clip", "logits"
+FEATURE_LAYERS = ("fc6", "fc7")  # the activations a features file (c3d.features.onnx) gives beside the logits
+FEATURES_NOTE = "fc6 and fc7 are taken after their ReLU (as the C3D authors' Caffe feature extractor gives them)"
 
 
 class ArtifactError(C3DError):
@@ -39,6 +41,7 @@ class ArtifactInfo:
     source_sha256: str
     source_path: str
     runtime_version: str = ""  # the torch that wrote a .ts or .pt2 (they load only on a compatible one)
+    outputs: tuple[str, ...] = (OUTPUT_NAME,)  # the graph's outputs by name: a features file adds FEATURE_LAYERS
 
     def to_metadata(self) -> dict[str, str]:
         prep = self.preprocessing
@@ -53,6 +56,7 @@ class ArtifactInfo:
             "input_layout": "B,C,T,H,W",
             "input_name": INPUT_NAME,
             "output_name": OUTPUT_NAME,
+            "outputs": list(self.outputs),
             "precision": self.precision,
             "format": self.fmt,
             "opset": self.opset,
@@ -64,6 +68,8 @@ class ArtifactInfo:
             "model_config": self.model_config.to_dict(),
             "preprocessing": prep.to_dict(),
         }
+        if set(FEATURE_LAYERS) & set(self.outputs):
+            fields["features_note"] = FEATURES_NOTE
         return {k: json.dumps(v) for k, v in fields.items()}
 
     @classmethod
@@ -72,9 +78,9 @@ class ArtifactInfo:
             raise ArtifactError(f"{where}: has no c3d-rt metadata (labels, clip length, preprocessing). "
                                 "Export it with `c3d-rt export CKPT`, which writes them into the file.")
         values = {k: json.loads(v) for k, v in meta.items()}
-        outputs = values["model_config"].get("num_classes")
-        if len(values["labels"]) != outputs:
-            raise ArtifactError(f"{where}: lists {len(values['labels'])} labels, but its model has {outputs} outputs; "
+        classes = values["model_config"].get("num_classes")
+        if len(values["labels"]) != classes:
+            raise ArtifactError(f"{where}: lists {len(values['labels'])} labels, but its model has {classes} outputs; "
                                 "a prediction could have no name. Export it again from a consistent checkpoint "
                                 "(`c3d-rt export CKPT`, with --labels FILE of one name per output if needed).")
         return cls(
@@ -88,6 +94,7 @@ class ArtifactInfo:
             source_sha256=values["source_sha256"],
             source_path=values.get("source_path", ""),
             runtime_version=values.get("runtime_version", ""),
+            outputs=tuple(values.get("outputs", [OUTPUT_NAME])),  # files written before features: logits only
         )
 
 

@@ -21,9 +21,10 @@ from typing import Callable
 import numpy as np
 
 from ..artifacts.formats import FORMATS, artifact_sha256
+from ..artifacts.info import OUTPUT_NAME
 from ..core.errors import describe
 from ..core.fileio import read_json, user_cache_dir, write_json_quietly
-from .base import Engine, EngineError, EngineUnavailable, Plan, time_calls
+from .base import Engine, EngineError, EngineUnavailable, Plan, layer_hint, time_calls
 from .registry import ENGINES, gpu_available, load_plan
 from .resolve import availability, plans, resolve, unproven
 
@@ -56,11 +57,12 @@ class AutoChoice:
                          + ([self.fallback] if self.fallback else []))
 
 
-def candidates(model: Path, devices: tuple[str, ...], checkpoint: Path | None) -> tuple[list[Plan], list[Trial]]:
-    """(plans worth timing, plans left out with the reason)."""
+def candidates(model: Path, devices: tuple[str, ...], checkpoint: Path | None,
+               layer: str = OUTPUT_NAME) -> tuple[list[Plan], list[Trial]]:
+    """(plans worth timing, plans left out with the reason), of those that give ``layer``."""
     folder = model if model.is_dir() else model.parent
     chosen, skipped = [], []
-    for plan in plans(model, checkpoint=checkpoint, devices=devices):
+    for plan in plans(model, checkpoint=checkpoint, devices=devices, layer=layer):
         if ENGINES[plan.engine].remote:  # a server is used only when named (--engine triton --triton-url)
             continue
         why = availability(plan) or unproven(plan, folder)
@@ -73,22 +75,24 @@ def candidates(model: Path, devices: tuple[str, ...], checkpoint: Path | None) -
 
 def choose(model: str | Path, device: str = "auto", *, precision: str | tuple[str, ...] = "auto",
            checkpoint: str | Path | None = None, iters: int = 5, use_cache: bool = True,
-           log: Callable[[str], None] = print, batch: int = 1, **options) -> tuple[Engine, AutoChoice]:
+           log: Callable[[str], None] = print, batch: int = 1, layer: str = OUTPUT_NAME,
+           **options) -> tuple[Engine, AutoChoice]:
     """Load the fastest proven engine for ``model`` (a folder or a file) on ``device`` (auto, cpu or cuda),
     among all precisions or the ones given (``bench --precision fp32,int8``), timed at ``batch`` clips a call
-    (``serve`` runs batches)."""
+    (``serve`` runs batches); with ``layer`` fc6 or fc7, among those whose file gives it (``Engine.layers``)."""
     model = Path(model)
     checkpoint = Path(checkpoint) if checkpoint else None
     devices, fallback = _devices(device)
-    plans_to_time, skipped = candidates(model, devices, checkpoint)
+    plans_to_time, skipped = candidates(model, devices, checkpoint, layer)
     if precision != "auto":
         wanted = (precision,) if isinstance(precision, str) else tuple(precision)
         skipped += [Trial(p.key, p.path.name, status="skipped", reason=f"not {' or '.join(wanted)}")
                     for p in plans_to_time if p.precision not in wanted]
         plans_to_time = [p for p in plans_to_time if p.precision in wanted]
     if not plans_to_time:
-        raise EngineUnavailable(_nothing_to_time(model, devices, skipped, checkpoint))
-    key = cache_key(plans_to_time, {**options, "batch": batch} if batch != 1 else options)
+        raise EngineUnavailable(_nothing_to_time(model, devices, skipped, checkpoint, layer))
+    key = cache_key(plans_to_time, {**options, **({"batch": batch} if batch != 1 else {}),
+                                    **({"layer": layer} if layer != OUTPUT_NAME else {})})
     if use_cache:
         cached = _load_cached(key, plans_to_time, options)
         if cached is not None:
@@ -103,7 +107,8 @@ def choose(model: str | Path, device: str = "auto", *, precision: str | tuple[st
     return engine, choice
 
 
-def _nothing_to_time(model: Path, devices: tuple[str, ...], skipped: list[Trial], checkpoint: Path | None) -> str:
+def _nothing_to_time(model: Path, devices: tuple[str, ...], skipped: list[Trial], checkpoint: Path | None,
+                     layer: str = OUTPUT_NAME) -> str:
     """Why auto has no candidate: each plan left out with its reason, or what the folder lacks (never an empty list).
 
     ``skipped`` holds the plans on ``devices`` that cannot run or are unproven; without any, the folder holds no
@@ -114,7 +119,9 @@ def _nothing_to_time(model: Path, devices: tuple[str, ...], skipped: list[Trial]
                 + "\n".join(f"  {t.key}: {t.reason}" for t in skipped)
                 + "\nName an engine to run a file unproven (e.g. --engine ort), prove one with `c3d-rt verify FILE` "
                 "(it records the proof beside the file), or export again with `c3d-rt export CKPT --out DIR`.")
-    elsewhere = [p.key for p in plans(model, checkpoint=checkpoint)]
+    elsewhere = [p.key for p in plans(model, checkpoint=checkpoint, layer=layer)]
+    if not elsewhere and layer != OUTPUT_NAME:
+        return f"{model}: holds nothing that gives {layer} for auto to choose from. {layer_hint(layer)}"
     if elsewhere:
         return (f"{model}: auto found nothing to run on {where}: it holds only {', '.join(elsewhere)}, which run on a "
                 "server (name it: --engine triton --triton-url URL) or on another --device.")
@@ -219,15 +226,18 @@ def _store(key: str, choice: AutoChoice) -> None:
 
 
 def open_engine(model: str | Path, engine: str = "auto", precision: str = "auto", device: str = "auto", *,
-                checkpoint: str | Path | None = None, log: Callable[[str], None] = print, **options) -> Engine:
+                checkpoint: str | Path | None = None, layer: str = OUTPUT_NAME, log: Callable[[str], None] = print,
+                **options) -> Engine:
     """What ``--model/--engine/--precision/--device`` mean on every command: the engine named, or ``auto``'s
-    choice (whose timing table is printed)."""
+    choice (whose timing table is printed); one whose file gives ``layer`` (logits; fc6, fc7: ``Engine.layers``)."""
     if engine != "auto":
-        plan = resolve(Path(model), engine, precision, device, checkpoint=Path(checkpoint) if checkpoint else None)
+        plan = resolve(Path(model), engine, precision, device, checkpoint=Path(checkpoint) if checkpoint else None,
+                       layer=layer)
         why = unproven(plan, Path(model) if Path(model).is_dir() else plan.path.parent)
         if why:
             log(f"note: {plan.key} on {plan.path.name} is {why}")
         return load_plan(plan, **options)
-    chosen, choice = choose(model, device, precision=precision, checkpoint=checkpoint, log=log, **options)
+    chosen, choice = choose(model, device, precision=precision, checkpoint=checkpoint, log=log, layer=layer,
+                            **options)
     log(choice.format())
     return chosen

@@ -1,4 +1,5 @@
-"""The one interface every runtime implements: ``engine(clips) -> logits``.
+"""The one interface every runtime implements: ``engine(clips) -> logits``, and ``engine.layers(clips)`` for
+the outputs a file has beyond them (fc6, fc7: see ``Engine.outputs``).
 
 An engine is built once from an exported artifact (or, for eager PyTorch, a
 checkpoint), says what it is (name, precision, device, the artifact's metadata),
@@ -18,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ..artifacts.formats import CHECKPOINT, FORMATS
-from ..artifacts.info import ArtifactInfo
+from ..artifacts.info import FEATURE_LAYERS, OUTPUT_NAME, ArtifactInfo
 from ..core.errors import C3DError, describe
 
 
@@ -42,6 +43,7 @@ class Engine(ABC):
     precision: str = "fp32"  # what it computes in: fp32, fp16, bf16, int8
     device: str = "cpu"  # cpu or cuda
     detail: str = ""  # how: provider, hints, I/O binding...
+    outputs: tuple[str, ...] = (OUTPUT_NAME,)  # what ``layers`` gives: a features file adds fc6 and fc7
 
     def __init__(self, path: Path, info: ArtifactInfo) -> None:
         self.path, self.info = Path(path), info
@@ -77,6 +79,34 @@ class Engine(ABC):
         if self.closed:
             raise EngineError(f"{self.key} on {self.path.name} was closed; load it again to run it")
         return self._run(self.check_input(clips))
+
+    def layers(self, clips: np.ndarray,
+               names: str | tuple[str, ...] | list[str] | None = None) -> dict[str, np.ndarray]:
+        """Outputs by name (``names``: some of ``outputs``; None: all of them), each float32 ``(B, dims)``, for clips
+        ``(B, 3, T, H, W)``; fc6 and fc7 are taken after their ReLU. A name the file lacks is EngineUnavailable."""
+        if self.closed:
+            raise EngineError(f"{self.key} on {self.path.name} was closed; load it again to run it")
+        wanted = self.check_layers(names)
+        got = self._run_layers(self.check_input(clips), wanted)
+        return {name: np.asarray(got[name], np.float32) for name in wanted}
+
+    def check_layers(self, names: str | tuple[str, ...] | list[str] | None) -> tuple[str, ...]:
+        """The names asked for, each one this engine gives (else why not, and which file has it)."""
+        wanted = self.outputs if names is None else (names,) if isinstance(names, str) else tuple(names)
+        known = (*FEATURE_LAYERS, OUTPUT_NAME)
+        unknown = [n for n in wanted if n not in known]
+        if unknown or not wanted:
+            raise EngineError(f"unknown layer {', '.join(map(repr, unknown)) or 'list (empty)'}; choose from "
+                              f"{', '.join(known)}")
+        missing = [n for n in wanted if n not in self.outputs]
+        if missing:
+            raise EngineUnavailable(f"{self.path.name} ({self.key}) gives {', '.join(self.outputs)}, not "
+                                    f"{', '.join(missing)}. {layer_hint(missing[0])}")
+        return wanted
+
+    def _run_layers(self, clips: np.ndarray, names: tuple[str, ...]) -> dict[str, np.ndarray]:
+        """The named outputs for validated clips; an engine that gives more than the logits overrides it."""
+        return {OUTPUT_NAME: self._run(clips)}
 
     def check_input(self, clips: np.ndarray) -> np.ndarray:
         shape = tuple(getattr(clips, "shape", ()))
@@ -135,6 +165,13 @@ def time_calls(engine, clips: np.ndarray, warmup: int, iters: int) -> list[float
         engine(clips)
         samples.append((time.perf_counter() - t0) * 1e3)
     return samples
+
+
+def layer_hint(layer: str) -> str:
+    """Where ``layer`` comes from, for a file or a folder that lacks it."""
+    features = FORMATS["onnx-features"].file
+    return (f"{layer} is an output of {features} (`c3d-rt export CKPT --formats onnx-features` writes it, run by "
+            f"ort or openvino) and of the eager model (--engine torch on the training checkpoint).")
 
 
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")

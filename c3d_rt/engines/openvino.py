@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..artifacts.formats import read_artifact_info
-from ..artifacts.info import ArtifactError
+from ..artifacts.info import OUTPUT_NAME, ArtifactError
 from ..core.errors import describe
 from ..core.fileio import user_cache_dir
 from .base import Engine, EngineError, EngineUnavailable, Plan
@@ -40,8 +40,9 @@ class OpenVinoEngine(Engine):
             self.compiled = core.compile_model(str(plan.path), "CPU", config)
         except Exception as exc:
             raise EngineError(f"{plan.path}: OpenVINO could not compile it ({describe(exc)})") from None
+        self.outputs = self.info.outputs
         self._check_signature()
-        self.output = self.compiled.output(0)
+        self.indices = self._output_indices()  # outputs by name: a features file has three
         self.request = self.compiled.create_infer_request()
         self.streams = int(self.compiled.get_property("NUM_STREAMS"))
         self.queue = ov.AsyncInferQueue(self.compiled, self.streams) if mode == "throughput" else None
@@ -59,6 +60,16 @@ class OpenVinoEngine(Engine):
             expected = ", ".join(map(str, self.input_shape))
             raise ArtifactError(f"{self.path}: its metadata says clips of (B, {expected}) but the graph takes "
                                 f"{shape}. Re-export the checkpoint.")
+        names = [sorted(o.get_names()) for o in self.compiled.outputs]
+        if len(names) != len(self.outputs) or any(not any(n in found for found in names) for n in self.outputs):
+            raise ArtifactError(f"{self.path}: its metadata names the outputs {list(self.outputs)} but the graph "
+                                f"has {names}. Re-export the checkpoint.")
+
+    def _output_indices(self) -> dict[str, int]:
+        """Output name -> index. Indices, not ports: a port keeps the compiled model alive, and one held by a
+        callback would free it on OpenVINO's own thread, which then joins itself (an abort)."""
+        return {name: next(i for i, o in enumerate(self.compiled.outputs) if name in o.get_names())
+                for name in self.outputs}
 
     @staticmethod
     def _config(plan: Plan, mode: str, threads: int | None, cache: bool) -> dict:
@@ -73,19 +84,24 @@ class OpenVinoEngine(Engine):
         return config
 
     def _run(self, clips: np.ndarray) -> np.ndarray:
+        return self._run_layers(clips, (OUTPUT_NAME,))[OUTPUT_NAME]
+
+    def _run_layers(self, clips: np.ndarray, names: tuple[str, ...]) -> dict[str, np.ndarray]:
+        indices = [self.indices[name] for name in names]
         if self.queue is None or len(clips) == 1:
-            return self.request.infer({0: clips})[self.output].copy()
+            self.request.infer({0: clips})
+            return {name: self.request.get_output_tensor(i).data.copy() for name, i in zip(names, indices)}
         chunks = np.array_split(clips, min(len(clips), self.streams))
         results: list = [None] * len(chunks)
 
         def done(request, index: int) -> None:
-            results[index] = request.get_output_tensor(0).data.copy()
+            results[index] = [request.get_output_tensor(i).data.copy() for i in indices]
 
         self.queue.set_callback(done)
         for i, chunk in enumerate(chunks):
             self.queue.start_async({0: chunk}, i)
         self.queue.wait_all()
-        return np.concatenate(results)
+        return {name: np.concatenate([r[k] for r in results]) for k, name in enumerate(names)}
 
     def close(self) -> None:
         self.queue = self.request = self.compiled = None

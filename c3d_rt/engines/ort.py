@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..artifacts.info import INPUT_NAME, OUTPUT_NAME, ArtifactError, read_onnx_info
+from ..artifacts.info import FEATURE_LAYERS, INPUT_NAME, OUTPUT_NAME, ArtifactError, read_onnx_info
 from ..core.errors import describe
 from ..core.fileio import user_cache_dir
 from .base import Engine, EngineError, EngineUnavailable, Plan
@@ -67,6 +67,7 @@ class OrtEngine(Engine):
         self.session = self._session(ort, threads, not live, cuda_graph)
         self.provider = self.session.get_providers()[0]
         self._check_provider(plan)
+        self.outputs = self.info.outputs
         self._check_signature()
         self.on_device = self.provider in (CUDA, TRT)
         self.cuda_graph = self.on_device and self.session.get_provider_options().get(CUDA, {}).get(
@@ -101,10 +102,15 @@ class OrtEngine(Engine):
                                     + (" and TensorRT" if wanted == TRT else "") + ". Use --device cpu.")
 
     def _check_signature(self) -> None:
+        """One input; the outputs its metadata names (logits; fc6, fc7 and logits for a features file)."""
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
-        if [i.name for i in inputs] != [INPUT_NAME] or [o.name for o in outputs] != [OUTPUT_NAME]:
-            raise ArtifactError(f"{self.path}: expected one input '{INPUT_NAME}' and one output '{OUTPUT_NAME}', "
-                                f"found inputs {[i.name for i in inputs]} and outputs {[o.name for o in outputs]}")
+        expected = list(self.outputs)
+        if (OUTPUT_NAME not in expected or not set(expected) <= {OUTPUT_NAME, *FEATURE_LAYERS}
+                or [i.name for i in inputs] != [INPUT_NAME] or [o.name for o in outputs] != expected):
+            raise ArtifactError(f"{self.path}: expected one input '{INPUT_NAME}' and the outputs {expected} its "
+                                f"metadata names (logits; {', '.join(FEATURE_LAYERS)} and logits for a features "
+                                f"file), found inputs {[i.name for i in inputs]} and outputs "
+                                f"{[o.name for o in outputs]}. Re-export the checkpoint.")
         shape = inputs[0].shape[1:]
         expected = list(self.input_shape)
         if [d if isinstance(d, int) else None for d in shape] != expected:
@@ -112,15 +118,26 @@ class OrtEngine(Engine):
                                 f"the graph takes (B, {', '.join(map(str, shape))}). Re-export the checkpoint.")
 
     def _run(self, clips: np.ndarray) -> np.ndarray:
+        return self._run_layers(clips, (OUTPUT_NAME,))[OUTPUT_NAME]
+
+    def _run_layers(self, clips: np.ndarray, names: tuple[str, ...]) -> dict[str, np.ndarray]:
         if not self.on_device:
-            return self.session.run([OUTPUT_NAME], {INPUT_NAME: clips})[0]
+            return dict(zip(names, self.session.run(list(names), {INPUT_NAME: clips})))
         binding, device_in, device_out, run_options = self._binding(clips.shape[0])
         device_in.update_inplace(clips)
-        self.session.run_with_iobinding(binding, run_options)
-        return device_out.numpy()  # a copy to the host: the call returns after the GPU finished
+        self.session.run_with_iobinding(binding, run_options)  # every output is bound: one graph a batch size
+        return {name: device_out[name].numpy() for name in names}  # copies to the host: after the GPU finished
+
+    def _output_dims(self) -> dict[str, int]:
+        """Each output's width, from the session's output shapes (the metadata's where a dimension is symbolic)."""
+        config = self.info.model_config
+        fallback = {OUTPUT_NAME: len(self.labels), **{name: config.fc_width for name in FEATURE_LAYERS}}
+        return {o.name: o.shape[-1] if isinstance(o.shape[-1], int) else fallback[o.name]
+                for o in self.session.get_outputs()}
 
     def _binding(self, batch: int):
-        """Device buffers for a batch size, allocated once and reused by every call at that size.
+        """Device buffers for a batch size (the input and every output), allocated once and reused by every call
+        at that size.
 
         With CUDA graphs each size is its own graph (``gpu_graph_id``), captured on its first run.
         """
@@ -128,10 +145,12 @@ class OrtEngine(Engine):
 
         if batch not in self._bindings:
             device_in = ort.OrtValue.ortvalue_from_shape_and_type((batch, *self.input_shape), np.float32, "cuda", 0)
-            device_out = ort.OrtValue.ortvalue_from_shape_and_type((batch, len(self.labels)), np.float32, "cuda", 0)
+            device_out = {name: ort.OrtValue.ortvalue_from_shape_and_type((batch, dim), np.float32, "cuda", 0)
+                          for name, dim in self._output_dims().items()}
             binding = self.session.io_binding()
             binding.bind_ortvalue_input(INPUT_NAME, device_in)
-            binding.bind_ortvalue_output(OUTPUT_NAME, device_out)
+            for name, value in device_out.items():
+                binding.bind_ortvalue_output(name, value)
             run_options = ort.RunOptions()
             if self.cuda_graph:
                 run_options.add_run_config_entry("gpu_graph_id", str(len(self._bindings) + 1))

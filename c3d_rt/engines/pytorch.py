@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..artifacts.formats import CHECKPOINT
-from ..artifacts.info import TS_EXTRA_FILE, ArtifactError, ArtifactInfo, read_zip_metadata
+from ..artifacts.info import FEATURE_LAYERS, OUTPUT_NAME, TS_EXTRA_FILE, ArtifactError, ArtifactInfo, read_zip_metadata
 from ..core.errors import describe
 from .base import Engine, EngineUnavailable, Plan
 from .registry import precision_unavailable
@@ -50,6 +50,10 @@ class TorchEngine(Engine):
         self.memory_format = torch.channels_last_3d if channels_last else torch.contiguous_format
         if channels_last:
             module = module.to(memory_format=self.memory_format)
+        # The eager model (a checkpoint's C3D) computes every layer; TorchScript and .pt2 graphs give the logits.
+        self.forward_layers = getattr(module, "forward_layers", None)
+        if self.forward_layers is not None:
+            self.outputs = (*FEATURE_LAYERS, OUTPUT_NAME)
         # On CUDA, "reduce-overhead" also captures CUDA graphs: batch 1 is bound by kernel launches there.
         mode = "reduce-overhead" if plan.device == "cuda" else None
         self.module = torch.compile(module, mode=mode) if compile else module
@@ -58,17 +62,28 @@ class TorchEngine(Engine):
         self.detail = ", ".join(notes)
 
     def _run(self, clips: np.ndarray) -> np.ndarray:
+        return self._call(self.module, clips)[0]
+
+    def _run_layers(self, clips: np.ndarray, names: tuple[str, ...]) -> dict[str, np.ndarray]:
+        if self.forward_layers is None:
+            return super()._run_layers(clips, names)
+        # uncompiled (``compile`` speeds up the logits): the layers of the model as it is
+        return dict(zip((*FEATURE_LAYERS, OUTPUT_NAME), self._call(self.forward_layers, clips)))
+
+    def _call(self, function, clips: np.ndarray) -> list[np.ndarray]:
+        """``function`` on the clips at this engine's precision, device and memory format; its output(s) as float32
+        arrays."""
         import torch
 
         with torch.inference_mode(), torch.autocast(self.device, dtype=torch.bfloat16,
                                                     enabled=self.precision == "bf16"):
             x = torch.from_numpy(clips).to(self.device, non_blocking=True)
             x = (x.half() if self.half else x).contiguous(memory_format=self.memory_format)
-            logits = self.module(x).float().cpu().numpy()  # .cpu() waits for the GPU
-        return logits
+            out = function(x)
+            return [t.float().cpu().numpy() for t in (out if isinstance(out, tuple) else (out,))]  # .cpu() waits
 
     def close(self) -> None:
-        self.module = None
+        self.module = self.forward_layers = None
         if self.device == "cuda":
             import torch
 

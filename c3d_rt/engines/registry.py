@@ -27,6 +27,7 @@ class EngineSpec:
     install: str  # what brings the library
     devices: tuple[str, ...]
     formats: dict[str, tuple[str, ...]]  # precision -> formats it runs at that precision, preferred first
+    # (c3d.features.onnx last: it runs the logits too, but a folder's c3d.onnx is the file for them)
     summary: str
     remote: bool = False  # runs on a server (--triton-url): never chosen by auto; the plan's file is the reference
 
@@ -42,14 +43,15 @@ ENGINES: dict[str, EngineSpec] = {e.name: e for e in (
     EngineSpec("aoti", "pytorch:load_aoti", "torch", TORCH_INSTALL, ("cpu",),
                {"fp32": ("aoti",)}, "AOTInductor package (.pt2): C++ kernels compiled for the CPU at export"),
     EngineSpec("ort", "ort:load_ort", "onnxruntime", "pip install onnxruntime-gpu", ("cpu", "cuda"),
-               {"fp32": ("onnx", "triton"), "fp16": ("onnx-fp16",), "int8": ("onnx-int8",)},
+               {"fp32": ("onnx", "triton", "onnx-features"), "fp16": ("onnx-fp16",), "int8": ("onnx-int8",)},
                "ONNX Runtime; on CUDA with I/O binding and CUDA graphs"),
     # No int8 row: TensorRT takes only symmetric int8 Q/DQ; c3d.int8.onnx has asymmetric uint8 activations.
     EngineSpec("tensorrt", "ort:load_tensorrt", "onnxruntime", "pip install onnxruntime-gpu, and TensorRT", ("cuda",),
-               {"fp32": ("onnx",), "fp16": ("onnx",)},
+               {"fp32": ("onnx", "onnx-features"), "fp16": ("onnx",)},
                "TensorRT through ONNX Runtime's provider (fp16 kernels only when fp16 is asked)"),
     EngineSpec("openvino", "openvino:load_openvino", "openvino", "pip install 'c3d-rt[openvino]'", ("cpu",),
-               {"fp32": ("openvino", "onnx"), "bf16": ("openvino", "onnx"), "int8": ("openvino-int8", "onnx-int8")},
+               {"fp32": ("openvino", "onnx", "onnx-features"), "bf16": ("openvino", "onnx"),
+                "int8": ("openvino-int8", "onnx-int8")},
                "OpenVINO CPU (bf16 where the CPU has it; int8 from NNCF)"),
     # The device is where the server runs the model (its instance group), not this machine's.
     EngineSpec("triton", "triton:load_triton", "tritonclient", "pip install 'c3d-rt[triton]'", ("cpu", "cuda"),

@@ -8,8 +8,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..artifacts.formats import CHECKPOINT, FORMATS, artifact_sha256, folder_files, format_of, read_artifact_info
-from ..artifacts.info import ArtifactInfo
+from ..artifacts.formats import (
+    CHECKPOINT,
+    FORMATS,
+    artifact_sha256,
+    folder_files,
+    format_of,
+    layer_formats,
+    read_artifact_info,
+)
+from ..artifacts.info import OUTPUT_NAME, ArtifactInfo
 from ..artifacts.proofs import (
     REPORT_FILE,
     proven_before_digests,
@@ -19,7 +27,7 @@ from ..artifacts.proofs import (
     source_checkpoint,
 )
 from ..core.errors import C3DError
-from .base import DEVICES, PRECISIONS, Engine, EngineError, EngineUnavailable, Plan
+from .base import DEVICES, PRECISIONS, Engine, EngineError, EngineUnavailable, Plan, layer_hint
 from .registry import ENGINES, device_unavailable, load_plan, missing_library, precision_unavailable, resolve_device
 
 
@@ -68,11 +76,14 @@ def _has_evidence(records: object, sha: str) -> bool:
         and isinstance(r.get("top1_lower_bound"), (int, float)) for r in records)
 
 
-def plans(model: Path, *, checkpoint: Path | None = None, devices: tuple[str, ...] = DEVICES) -> list[Plan]:
-    """Every (engine, precision, device) that has a file to run in ``model`` (a folder or one file).
+def plans(model: Path, *, checkpoint: Path | None = None, devices: tuple[str, ...] = DEVICES,
+          layer: str = OUTPUT_NAME) -> list[Plan]:
+    """Every (engine, precision, device) that has a file to run in ``model`` (a folder or one file) that gives
+    ``layer`` (logits; fc6 or fc7: a features file, or the eager checkpoint).
 
     A folder offers only what is inside it: the eager engine gets the training checkpoint when it is named
     (``checkpoint``) or lies in the folder itself (:func:`source_checkpoint`), never by the path the export recorded."""
+    gives = layer_formats(layer)
     model = Path(model)
     if model.is_dir():
         files = folder_files(model)
@@ -86,7 +97,7 @@ def plans(model: Path, *, checkpoint: Path | None = None, devices: tuple[str, ..
     found = []
     for spec in ENGINES.values():
         for precision, fmts in spec.formats.items():
-            fmt = next((f for f in fmts if f in files), None)
+            fmt = next((f for f in fmts if f in files and f in gives), None)
             if fmt is None:
                 continue
             found += [Plan(spec.name, precision, d, files[fmt], fmt) for d in spec.devices if d in devices]
@@ -100,8 +111,9 @@ def availability(plan: Plan) -> str:
 
 
 def resolve(model: Path, engine: str, precision: str = "auto", device: str = "auto", *,
-            checkpoint: Path | None = None) -> Plan:
-    """The one plan for an explicit engine (``auto`` is chosen by :mod:`.auto`), or a clear error."""
+            checkpoint: Path | None = None, layer: str = OUTPUT_NAME) -> Plan:
+    """The one plan for an explicit engine (``auto`` is chosen by :mod:`.auto`) that gives ``layer``, or a clear
+    error."""
     if engine not in ENGINES:
         raise EngineError(f"unknown engine {engine!r}; choose auto or one of {', '.join(ENGINES)}")
     if precision != "auto" and precision not in PRECISIONS:
@@ -110,7 +122,10 @@ def resolve(model: Path, engine: str, precision: str = "auto", device: str = "au
     device = resolve_device(device, engine)
     if device not in spec.devices:
         raise EngineUnavailable(f"engine {engine} runs on {', '.join(spec.devices)} only, not {device}")
-    options = [p for p in plans(model, checkpoint=checkpoint, devices=(device,)) if p.engine == engine]
+    if layer != OUTPUT_NAME and spec.remote:
+        raise EngineUnavailable(f"engine {engine} serves the logits only (its server runs c3d.onnx), not {layer}. "
+                                f"{layer_hint(layer)}")
+    options = [p for p in plans(model, checkpoint=checkpoint, devices=(device,), layer=layer) if p.engine == engine]
     if precision == "auto":  # the file's own precision first, then the fastest usual one
         order = {"int8": 0, "fp16": 1, "fp32": 2, "bf16": 3} if not Path(model).is_dir() else {"fp32": 0}
         options = [p for p in options if not p.lowered] or options
@@ -118,12 +133,15 @@ def resolve(model: Path, engine: str, precision: str = "auto", device: str = "au
     else:
         options = [p for p in options if p.precision == precision]
     if not options:
-        raise EngineUnavailable(f"{model}: nothing for engine {engine} at precision {precision} on {device}. "
-                                f"{_needs_checkpoint(model, engine, checkpoint)}{_what_is_here(model, checkpoint)}")
+        what = "" if layer == OUTPUT_NAME else f" that gives {layer}"
+        raise EngineUnavailable(f"{model}: nothing for engine {engine} at precision {precision} on {device}{what}. "
+                                f"{_needs_checkpoint(model, engine, checkpoint)}"
+                                f"{_what_is_here(model, checkpoint, layer)}")
     plan = options[0]
     why = availability(plan)
     if why:
-        raise EngineUnavailable(f"engine {plan.key} cannot run here: {why}. {_what_is_here(model, checkpoint)}")
+        raise EngineUnavailable(f"engine {plan.key} cannot run here: {why}. "
+                                f"{_what_is_here(model, checkpoint, layer)}")
     return plan
 
 
@@ -137,15 +155,18 @@ def _needs_checkpoint(model: Path, engine: str, checkpoint: Path | None) -> str:
             "it, checkpoint= in the API). ")
 
 
-def _what_is_here(model: Path, checkpoint: Path | None) -> str:
-    """What else ``model`` offers here; where that is nothing, why (never an empty list)."""
+def _what_is_here(model: Path, checkpoint: Path | None, layer: str = OUTPUT_NAME) -> str:
+    """What else ``model`` offers here (for ``layer``); where that is nothing, why (never an empty list)."""
     try:
-        found = [p for p in plans(model, checkpoint=checkpoint) if not ENGINES[p.engine].remote]  # a server: named
+        found = [p for p in plans(model, checkpoint=checkpoint, layer=layer)
+                 if not ENGINES[p.engine].remote]  # a server: named
     except C3DError:
         found = []
     usable = [p.key for p in found if not availability(p)]
     if usable:
-        return f"Available here: {', '.join(usable)}."
+        return f"Available here{'' if layer == OUTPUT_NAME else f' for {layer}'}: {', '.join(usable)}."
+    if not found and layer != OUTPUT_NAME:
+        return f"It holds no file that gives {layer}: {layer_hint(layer)}"
     if not found:
         return "It holds no model file: export one with `c3d-rt export CKPT --out DIR`."
     reasons = dict.fromkeys(availability(p) for p in found)
@@ -160,7 +181,9 @@ def proof_plan(path: Path, fmt: str) -> Plan:
 
 
 def load_engine(model: str | Path, engine: str = "ort", precision: str = "auto", device: str = "auto", *,
-                checkpoint: str | Path | None = None, **options) -> Engine:
-    """The engine asked for, loaded (for ``engine="auto"`` use :func:`c3d_rt.engines.auto.choose`)."""
-    plan = resolve(Path(model), engine, precision, device, checkpoint=Path(checkpoint) if checkpoint else None)
+                checkpoint: str | Path | None = None, layer: str = OUTPUT_NAME, **options) -> Engine:
+    """The engine asked for, on a file that gives ``layer``, loaded (for ``engine="auto"`` use
+    :func:`c3d_rt.engines.auto.choose`)."""
+    plan = resolve(Path(model), engine, precision, device, checkpoint=Path(checkpoint) if checkpoint else None,
+                   layer=layer)
     return load_plan(plan, **options)

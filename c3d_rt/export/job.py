@@ -1,5 +1,5 @@
-"""`c3d-rt export`: TorchScript, ONNX fp32/fp16/int8, OpenVINO IR, .pt2 (torch.export, AOTInductor), each proven
-equivalent before it is written.
+"""`c3d-rt export`: TorchScript, ONNX fp32/fp16/int8 (and the fp32 features file), OpenVINO IR, .pt2 (torch.export,
+AOTInductor), each proven equivalent before it is written.
 
 Every artifact is written under a temporary name, checked against the eager
 model on inputs the export never saw (random clips at batch 1 and 3, and clips
@@ -21,7 +21,7 @@ import torch
 
 from ..artifacts import triton as triton_repo
 from ..artifacts.formats import FORMATS, artifact_files, artifact_sha256, artifact_size_mb
-from ..artifacts.info import ArtifactInfo
+from ..artifacts.info import OUTPUT_NAME, ArtifactInfo
 from ..core.config import Preprocessing
 from ..core.console import quiet_third_party
 from ..core.errors import C3DError, describe
@@ -42,7 +42,7 @@ from .inputs import (
     calibration_clips,
     data_sets_for,
 )
-from .onnx import write_onnx_fp16, write_onnx_fp32, write_onnx_int8
+from .onnx import write_onnx_features, write_onnx_fp16, write_onnx_fp32, write_onnx_int8
 from .openvino import write_openvino_int8, write_openvino_ir
 from .proof import ArtifactResult, compare, proof_engine, prove_lowered_plans
 from .report import ExportReport, check_one_model, result_line, write_report
@@ -52,10 +52,10 @@ DEFAULT_OPSET = 18
 
 
 def artifact_info(ckpt: Checkpoint, labels: list[str], prep: Preprocessing, fmt: str, precision: str,
-                  opset: int | None) -> ArtifactInfo:
+                  opset: int | None, outputs: tuple[str, ...] = (OUTPUT_NAME,)) -> ArtifactInfo:
     torch_file = fmt in ("torchscript", "torch-export", "aoti")  # loads only on a compatible torch: say which wrote it
     return ArtifactInfo(labels, prep, ckpt.model_config, precision, fmt, opset, __version__, ckpt.sha256,
-                        str(ckpt.path.resolve()), torch.__version__ if torch_file else "")
+                        str(ckpt.path.resolve()), torch.__version__ if torch_file else "", outputs)
 
 
 def resolve_labels(ckpt: Checkpoint, labels_file: str | Path | None) -> list[str]:
@@ -190,7 +190,7 @@ class ExportJob:
     def write(self, fmt: str, tmp: Path, full_bias_correction: bool = False) -> None:
         spec = FORMATS[fmt]
         info = artifact_info(self.ckpt, self.labels, self.prep, spec.kind, spec.precision,
-                             self.opset if spec.kind in ("onnx", "openvino") else None)
+                             self.opset if spec.kind in ("onnx", "openvino") else None, spec.outputs)
         with quiet_third_party():
             self._write_file(fmt, info, tmp, full_bias_correction)
 
@@ -199,6 +199,9 @@ class ExportJob:
         torch_writers = {"torchscript": write_torchscript, "torch-export": write_torch_export, "aoti": write_aoti}
         if fmt in torch_writers:
             torch_writers[fmt](self.model, info, tmp)
+            return
+        if fmt == "onnx-features":  # its own graph (three outputs), not derived from c3d.onnx
+            write_onnx_features(self.model, info, tmp, self.opset)
             return
         if self.fp32_onnx is None:  # remembered only once written: a failed write is tried again by the next format
             base = self.staging / "fp32-base.onnx"

@@ -1,4 +1,5 @@
-"""Writers of the ONNX formats: fp32 (the source of every other ONNX and IR file), fp16, and static int8 (QDQ)."""
+"""Writers of the ONNX formats: fp32 (the source of every other ONNX and IR file), fp16, static int8 (QDQ), and the
+fp32 features file (fc6, fc7 and the logits)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..artifacts.info import INPUT_NAME, OUTPUT_NAME, ArtifactInfo
+from ..artifacts.info import FEATURE_LAYERS, INPUT_NAME, OUTPUT_NAME, ArtifactInfo
 from ..model.c3d import C3D
 from .inputs import ExportError
 
@@ -20,11 +21,34 @@ def _set_metadata(model_proto, info: ArtifactInfo) -> None:
 
 
 def write_onnx_fp32(model: C3D, info: ArtifactInfo, path: Path, opset: int) -> None:
+    """c3d.onnx: the logits alone."""
+    _export_fp32(model, model.config, info, path, opset, [OUTPUT_NAME])
+
+
+class _Layers(torch.nn.Module):
+    """The model with fc6 and fc7 (after ReLU) as outputs beside the logits: what c3d.features.onnx computes."""
+
+    def __init__(self, model: C3D) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, clip: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return self.model.forward_layers(clip)
+
+
+def write_onnx_features(model: C3D, info: ArtifactInfo, path: Path, opset: int) -> None:
+    """c3d.features.onnx: outputs fc6, fc7 and logits (``C3D.forward_layers``), the same export as c3d.onnx."""
+    _export_fp32(_Layers(model).eval(), model.config, info, path, opset, [*FEATURE_LAYERS, OUTPUT_NAME])
+
+
+def _export_fp32(module: torch.nn.Module, config, info: ArtifactInfo, path: Path, opset: int,
+                 outputs: list[str]) -> None:
+    """torch.onnx's dynamo export with a dynamic batch axis, c3d-rt metadata inside."""
     import onnx
 
-    example = torch.zeros(model.config.input_shape(2))  # batch 2: a batch of 1 can get specialised
+    example = torch.zeros(config.input_shape(2))  # batch 2: a batch of 1 can get specialised
     batch = torch.export.Dim("batch", min=1, max=4096)
-    torch.onnx.export(model, (example,), str(path), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+    torch.onnx.export(module, (example,), str(path), input_names=[INPUT_NAME], output_names=outputs,
                       dynamic_shapes={"clip": {0: batch}}, opset_version=opset, external_data=False,
                       dynamo=True, verbose=False)
     proto = onnx.load(str(path))

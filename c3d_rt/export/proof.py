@@ -13,9 +13,10 @@ from typing import Callable
 import numpy as np
 
 from ..artifacts.formats import artifact_sha256
+from ..artifacts.info import FEATURE_LAYERS, OUTPUT_NAME
 from ..core.errors import describe
 from ..engines import Engine, Plan, load_plan, plans
-from ..engines.equivalence import judge, run_batched
+from ..engines.equivalence import judge, judge_layer, layers_batched, run_batched
 from ..engines.resolve import availability, proof_plan
 from .inputs import CheckInputs
 
@@ -50,6 +51,8 @@ class ArtifactResult:
     top1_lower_bound: float | None = None  # its 95% Wilson lower bound: the rule wants >= MIN_TOP1_AGREEMENT
     windows_needed: int = 0  # > 0: refused for too few windows; this many decided ones would do with no flip
     insufficient_evidence: bool = False  # refused for too little evidence (too few windows, too many near-ties)
+    # a features file: each layer's errors against the eager model's (engines.equivalence.LayerAgreement.record)
+    layers: dict[str, dict] | None = None
 
 EVIDENCE = ("windows", "near_ties", "near_tie_agreement", "decided_agreement", "top1_lower_bound", "windows_needed",
             "insufficient_evidence")
@@ -58,14 +61,22 @@ EVIDENCE = ("windows", "near_ties", "near_tie_agreement", "decided_agreement", "
 def compare(result: ArtifactResult, reference: Engine, candidate: Engine, inputs: CheckInputs) -> ArtifactResult:
     """Fill ``result`` with the measured errors of ``candidate`` against ``reference`` and decide: an fp32 file on
     every logit of the random clips and ``FP32_WINDOWS`` real windows, a reduced precision on every real window
-    under the evidence rule (``judge(..., proof=True)``)."""
+    under the evidence rule (``judge(..., proof=True)``). A features file (fc6 and fc7 among the outputs its
+    metadata names) is judged on each of those layers too, on the same clips (``judge_layer``)."""
     ref = inputs.reference_logits(reference, run_batched)
     rows = inputs.rows_for(result.precision)
     real = inputs.real if rows is None else inputs.real[rows]
     n_random = sum(len(x) for x in inputs.random)
     if rows is not None:
         ref = np.concatenate([ref[:n_random], ref[n_random + rows]])
-    got = np.concatenate([run_batched(candidate, x) for x in inputs.random + ([real] if len(real) else [])])
+    batches = inputs.random + ([real] if len(real) else [])
+    # the file's own outputs (an eager candidate computes every layer, but is checked at a lowered precision)
+    features = tuple(n for n in candidate.info.outputs if n in FEATURE_LAYERS) if result.precision == "fp32" else ()
+    if features:  # one pass gives the logits and the layers
+        got_layers = _layers(candidate, batches, (*features, OUTPUT_NAME))
+        got = got_layers[OUTPUT_NAME]
+    else:
+        got = np.concatenate([run_batched(candidate, x) for x in batches])
     n_real = len(real)
     labels = inputs.real_labels if rows is None else inputs.real_labels[rows]
     agreement = judge(ref, got, result.precision, decisive=slice(n_random, None) if n_real else slice(None),
@@ -79,7 +90,20 @@ def compare(result: ArtifactResult, reference: Engine, candidate: Engine, inputs
     result.checked_clips = agreement.clips
     result.reason = agreement.reason
     result.status = "ok" if agreement.ok else "FAILED"
+    if features:
+        expected = _layers(reference, batches, features)
+        verdicts = [judge_layer(expected[name], got_layers[name], name) for name in features]
+        result.layers = {v.layer: v.record() for v in verdicts}
+        if not all(v.ok for v in verdicts):
+            result.status = "FAILED"
+            result.reason = "; ".join([r for r in [result.reason, *(v.reason for v in verdicts)] if r])
     return result
+
+
+def _layers(engine: Engine, batches: list[np.ndarray], names: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """``engine.layers`` over every batch of clips, concatenated: name -> (N, dims)."""
+    parts = [layers_batched(engine, clips, names) for clips in batches]
+    return {name: np.concatenate([p[name] for p in parts]) for name in names}
 
 
 def prove_lowered_plans(out_dir: Path, checkpoint: Path, reference: Engine, inputs: CheckInputs, earlier: dict,

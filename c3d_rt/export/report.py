@@ -164,8 +164,16 @@ def _in_repository(out_dir: Path, part: Path) -> bool:
 def result_line(r: ArtifactResult) -> str:
     errors = (f"max|d logits| {r.max_abs_err:.2e}" if r.precision == "fp32" and r.max_abs_err is not None else
               f"max|d prob| {r.max_prob_err:.2e}" if r.max_prob_err is not None else "")
+    if r.layers:
+        errors += "; " + layers_text(r.layers)
     return (f"  {r.format:<13} {r.status:<6} {r.size_mb:>8.1f} MB  {errors}  {agreement_text(r)}  {r.seconds:.1f}s  "
             f"{r.reason}")
+
+
+def layers_text(layers: dict[str, dict]) -> str:
+    """A features file's layers as a user reads them: each one's largest error and lowest cosine similarity."""
+    return ", ".join(f"{name} max|d| {rec['max_abs_err']:.2e} ({rec['tolerance_used']:.1%} of the tolerance), "
+                     f"min cosine {rec['min_cosine']:.7f}" for name, rec in layers.items())
 
 
 def agreement_text(r: ArtifactResult) -> str:
@@ -192,6 +200,8 @@ def format_report_table(report: ExportReport) -> str:
                     f"{fmt(a.max_rel_err, '9.2e')} {fmt(a.max_prob_err, '10.2e')} "
                     f"{fmt(a.top1_agreement, '10.1%')} {fmt(a.top1_lower_bound, '6.1%')} {fmt(a.near_ties, '5d')} "
                     f"{fmt(a.accuracy, '6.1%')} {a.seconds:>7.1f}")
+        if a.layers:
+            rows.append(f"  layers: {layers_text(a.layers)}")
         if a.reason:
             rows.append(f"  -> {a.reason}")
     rows.append(f"checked on random clips (batch {', '.join(map(str, RANDOM_BATCHES))}) and {report.real_clips} real "

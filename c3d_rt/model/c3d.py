@@ -61,14 +61,23 @@ class C3D(nn.Module):
                 x = getattr(self, POOL_NAMES[name])(x)
         return x  # (B, 512w, T/16, 4, 4) at the defaults
 
-    def forward(self, clip: torch.Tensor) -> torch.Tensor:
-        """clip: (B, 3, T, H, W) mean-subtracted BGR -> logits (B, num_classes)."""
+    def forward_layers(self, clip: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """clip: (B, 3, T, H, W) mean-subtracted BGR -> (fc6, fc7, logits), each (B, dims).
+
+        fc6 and fc7 are taken after their ReLU, as the C3D authors' Caffe extractor gives them (its ReLU works
+        in place on the fc6/fc7 blobs) and as the papers that use C3D features read them; dropout (identity in
+        eval) comes after, on the way to the next layer, as in training.
+        """
         if self.config.input_scale != 1.0:
             clip = clip * self.config.input_scale
         x = self.features(clip).flatten(1)  # (B, fc6_in)
-        x = self.dropout(self.relu(self.fc6(x)))
-        x = self.dropout(self.relu(self.fc7(x)))
-        return self.fc8(x)
+        fc6 = self.relu(self.fc6(x))
+        fc7 = self.relu(self.fc7(self.dropout(fc6)))
+        return fc6, fc7, self.fc8(self.dropout(fc7))
+
+    def forward(self, clip: torch.Tensor) -> torch.Tensor:
+        """clip: (B, 3, T, H, W) mean-subtracted BGR -> logits (B, num_classes)."""
+        return self.forward_layers(clip)[2]
 
 
 def build_c3d(
