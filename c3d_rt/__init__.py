@@ -9,7 +9,7 @@ LAYERS = {
     "core": 0,  # the C3D contract, preprocessing, errors, console, files, machine facts, camera motion
     "artifacts": 1, "data": 1, "model": 1,  # self-describing model files; videos and data sets; the network
     "engines": 2, "training": 2,  # one engine layer for everyone; the trainer
-    "runtime": 3, "export": 3,  # the live recognizer; writers and their proof
+    "runtime": 3, "export": 3, "offline": 3,  # the live recognizer; writers and their proof; recorded videos
     "serve": 4, "bench": 4,  # many cameras through one engine; every engine side by side
     "demo": 5,  # the whole path on the built-in set
     "cli": 6,  # the `c3d-rt` command line

@@ -122,7 +122,8 @@ def eval_(
     else:  # the default, beside the checkpoint: a read-only folder of checkpoints still gets its metrics
         confusion, why_not = checks.default_output_file(ckpt.with_suffix(".confusion.png"), "--confusion",
                                                         checks.IMAGE_SUFFIXES)
-    from ..training.evaluation import evaluate_checkpoint, save_confusion_png
+    from ..core.figures import save_confusion_png
+    from ..training.evaluation import evaluate_checkpoint
 
     result = evaluate_checkpoint(ckpt, data, batch_size=batch_size, workers=workers, device=device.value)
     typer.echo(f"top-1 {result['val_top1']:.4f}  top-5 {result['val_top5']:.4f}  on {result['val_clips']} clips "

@@ -5,47 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from ..core.config import Preprocessing
 from ..data.datasets import VideoClipDataset
 from ..data.splits import DataError, load_data_split
 from ..model.checkpoint import CheckpointError, load_checkpoint
 from .distributed import Dist, torch_device
 from .loop import evaluate
-
-
-def save_confusion_png(confusion: list[list[int]], labels: list[str], path: str | Path, title: str = "") -> Path:
-    """Row-normalised confusion matrix (truth down, prediction across) as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    matrix = np.asarray(confusion, dtype=np.float64)
-    rates = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
-    n = len(labels)
-    size = min(4 + 0.3 * n, 30)
-    fig, ax = plt.subplots(figsize=(size, size))
-    ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
-    ticks = np.arange(n)
-    ax.set_xticks(ticks, labels, rotation=90, fontsize=max(4, 10 - n // 15))
-    ax.set_yticks(ticks, labels, fontsize=max(4, 10 - n // 15))
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    if n <= 30:
-        for i in range(n):
-            for j in range(n):
-                if matrix[i, j]:
-                    ax.text(j, i, int(matrix[i, j]), ha="center", va="center", fontsize=7,
-                            color="white" if rates[i, j] > 0.5 else "black")
-    ax.set_title(title)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
 
 
 def evaluate_checkpoint(ckpt_path: str | Path, data: str | Path, *, batch_size: int = 16, workers: int = 2,
