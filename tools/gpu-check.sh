@@ -9,8 +9,8 @@
 #   6. `c3d-rt serve`'s streams against the GPU goal (benchmarks/serve_bench.py);
 #   7. training speed of full-size C3D per precision / channels_last / torch.compile, and (full mode) the
 #      input pipeline (raw decode vs frame cache) per worker count.
-#   (`c3d-rt predict`'s batched throughput joins step 4 when that command lands: issue "Offline video
-#   understanding".)
+#   8. `c3d-rt predict`'s batched throughput (benchmarks/predict_throughput.py: the batch it chooses, clips/s
+#      against the engine alone at that batch and against `webcam` on the same file) over the synthetic videos.
 #
 #   bash tools/gpu-check.sh --quick [OUT_DIR]     # fits one device lease: done within TOTAL_S=450 s (7.5 min)
 #   bash tools/gpu-check.sh [OUT_DIR]             # everything, larger batches and longer runs (about 30 min)
@@ -100,8 +100,9 @@ except ImportError:
 print(json.dumps(info, indent=1))
 PY"
 step pytest-cuda "$PY" -m pytest -q -m cuda -p no:cacheprovider tests/
+# The synthetic set: real encoded videos to fit on (without CKPT) and for predict's throughput.
+[ -f "$WORK/data/dataset.json" ] || step synth "${C3D[@]}" synth "$WORK/data" --clips-per-class "$CLIPS" --frames 32
 if [ ! -f "$CKPT" ]; then  # a real, briefly fitted model, so agreement is measured on outputs that are not flat
-  [ -f "$WORK/data/dataset.json" ] || step synth "${C3D[@]}" synth "$WORK/data" --clips-per-class "$CLIPS" --frames 32
   step fit "${C3D[@]}" train "$WORK/data" --out "$WORK/run" --width "$WIDTH" --crop-size "$CROP" \
       --epochs "$EPOCHS" --batch-size 16 --workers 4 --device "$DEVICE" --ema 0
 fi
@@ -111,6 +112,9 @@ NAME="bench-$DEVICE"
 step bench "${C3D[@]}" bench --model "$WORK/export" --checkpoint "$CKPT" --devices "$DEVICE" --batch "$BATCH" \
     --iters "$ITERS" --clips 32 --e2e --e2e-seconds "$E2E_S" \
     --json "$OUT/$NAME.json" --markdown "$OUT/$NAME.md" --plot "$OUT/$NAME.png"
+# Offline: every window, batched (the batch is measured: on a GPU it should reach 64 or more).
+step predict "$PY" benchmarks/predict_throughput.py --model "$WORK/export" --engine auto --device "$DEVICE" \
+    --videos "$WORK/data" --repeats 2 --work "$WORK/predict" --out "$OUT"
 step live "${C3D[@]}" webcam --model "$WORK/export" --device "$DEVICE" --source synthetic@30 --max-frames "$FRAMES" \
     --no-show --summary-json "$OUT/live-$DEVICE.json"
 # The issue's GPU goal for serve: >= 64 streams x 30 fps at stride 4 with p99 glass-to-label <= 50 ms.

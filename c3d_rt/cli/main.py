@@ -15,7 +15,7 @@ from ..core.errors import C3DError, describe
 
 # isort: off
 # Each module registers its commands on the app, in the order `c3d-rt --help` lists them.
-from . import data, training, export, live, bench  # noqa: F401
+from . import data, training, export, live, offline, bench  # noqa: F401
 # isort: on
 from .app import app
 from .options import command_line
