@@ -171,6 +171,7 @@ class TrainConfig:
     gamma: float = 0.1
     schedule: str = "step"  # "step" (seed) or "cosine"
     warmup_epochs: int = 0
+    warmup_fraction: float = 0.0  # learning-rate warm-up as a share of the epochs (the longer of the two is used)
     grad_clip: float = 0.0  # 0 disables
     label_smoothing: float = 0.0
     workers: int = 2
@@ -182,6 +183,7 @@ class TrainConfig:
     clips_per_video: int = 1  # clips drawn from each training video per epoch
     scale_jitter: float = 0.0  # training clips zoom in by a random window of (1 - this .. 1) x the crop
     color_jitter: float = 0.0  # training clips' contrast, brightness and channel gains vary by up to this
+    augment_epochs: int = 0  # the jitters reach full strength in runs of this many epochs, shorter ones get a share
     patience: int = 0  # stop after this many epochs without a better validation top-1 (0: never)
     ema: float = 0.0  # decay of an exponential moving average of the weights, per step (0: off); it is what is saved
     extra: dict[str, Any] = field(default_factory=dict)

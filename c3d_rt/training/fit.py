@@ -28,6 +28,7 @@ from .board import TENSORBOARD, tensorboard_writer_class, write_epoch_scalars
 from .distributed import Dist, init_distributed, torch_device
 from .loop import (
     after_step,
+    augment_share,
     autocast_dtype,
     evaluate,
     lr_factor,
@@ -77,9 +78,10 @@ class FitResult:
 
 
 def build_datasets(split: DataSplit, prep: Preprocessing, cfg: TrainConfig, hflip: bool | None):
+    share = augment_share(cfg)
     train = VideoClipDataset(split.root, split.train, split.classes, prep, train=True, hflip=hflip,
                              seed=cfg.seed, clips_per_video=cfg.clips_per_video, uint8=True,
-                             scale_jitter=cfg.scale_jitter, color_jitter=cfg.color_jitter)
+                             scale_jitter=cfg.scale_jitter * share, color_jitter=cfg.color_jitter * share)
     val = VideoClipDataset(split.root, split.val, split.classes, prep, train=False) if split.val else None
     return train, val
 
@@ -157,10 +159,10 @@ def fit(data: str | Path, run_dir: str | Path, *, model_config: ModelConfig | No
     net = DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None) if ddp.enabled else model
     net = torch.compile(net) if cfg.compile else net
     if ddp.main:
-        steps = cfg.epochs * max(1, len(train_set) // (cfg.batch_size * ddp.world))
-        if cfg.ema and steps < 3 / (1 - cfg.ema):
-            say(f"warning: the weight average (--ema {cfg.ema:g}) spans about {1 / (1 - cfg.ema):.0f} steps and this run "
-                f"has {steps}: what it saves stays close to the untrained start. Train longer, or pass --ema 0.")
+        if augment_share(cfg) < 1 and (cfg.scale_jitter or cfg.color_jitter):
+            say(f"augmentation at {augment_share(cfg):.0%} strength for {cfg.epochs} epochs (--scale-jitter "
+                f"{cfg.scale_jitter * augment_share(cfg):.3g}, --color-jitter {cfg.color_jitter * augment_share(cfg):.3g}): "
+                f"the recipe's full jitter is for runs of {cfg.augment_epochs} epochs or more")
         if cfg.patience and val_set is None:
             say(f"warning: --patience {cfg.patience} needs a validation split, and there is none: training runs all "
                 f"{cfg.epochs} epochs")
@@ -223,6 +225,9 @@ def fit(data: str | Path, run_dir: str | Path, *, model_config: ModelConfig | No
         dist.barrier()
     skipped = len(train_set.skipped) + (len(val_set.skipped) if val_set else 0)
     test = best_on_test(run_dir, model, split, prep, cfg, dev, ddp, say) if split.test and val_set is not None else None
+    note = underfit_note(metrics, cfg, len(split.classes))
+    if note:
+        say(note)
     measured_on = "training" if val_set is None else {"val": "validation"}.get(split.val_name, split.val_name)
     return FitResult(run_dir, best_top1, metrics, skipped, measured_on, test)
 
@@ -244,6 +249,24 @@ def best_on_test(run_dir: Path, model: C3D, split: DataSplit, prep: Preprocessin
         say(f"test top-1 {result['test_top1']:.3f} (top-5 {result['test_top5']:.3f}) on {result['test_clips']} "
             f"clips of the test split, with best.pt (epoch {result['best_epoch']}, chosen on the validation split)")
     return result
+
+
+UNDERFIT_TOP1 = 0.6  # a last-epoch training top-1 below this (or below halfway from chance to 1) is underfitting
+
+
+def underfit_note(metrics: dict[str, Any], cfg: TrainConfig, num_classes: int) -> str | None:
+    """What to try when the last epoch's training top-1 is low: the model has not learnt even the clips it trains
+    on, so the held-out figure cannot be better (more data or regularisation would not help; a longer or faster
+    run would). Low: under ``UNDERFIT_TOP1``, or under halfway from chance to 1 where there are few classes."""
+    top1 = metrics.get("train_top1")
+    low = max(UNDERFIT_TOP1, (1 + 1 / max(num_classes, 1)) / 2)
+    if top1 is None or top1 >= low:
+        return None
+    jitter = (f", or weaker augmentation (--scale-jitter and --color-jitter lower than {cfg.scale_jitter:g} and "
+              f"{cfg.color_jitter:g})" if cfg.scale_jitter or cfg.color_jitter else "")
+    return (f"underfitting: the training top-1 of the last epoch is {top1:.3f} (chance {1 / max(num_classes, 1):.3f}; "
+            f"below {low:.3g} counts as low): the model has not fitted even its training clips. Train longer "
+            f"(--epochs {2 * cfg.epochs}) or at a higher learning rate (--lr {2 * cfg.lr:g}){jitter}.")
 
 
 def split_warnings(split: DataSplit, train_set: VideoClipDataset, val_set: VideoClipDataset | None,

@@ -21,7 +21,8 @@ RECIPES: dict[str, dict[str, Any]] = {
     # (benchmarks/scratch_recipe.py) twice the epochs, scale and colour jitter and a weight average
     # raised held-out top-1; dropout 0.5 lowered it. See README "Training from scratch".
     "scratch": dict(optimizer="adamw", lr=1e-3, schedule="cosine", fc8_lr_mult=1.0, weight_decay=0.05,
-                    warmup_epochs=1, grad_clip=5.0, epochs=60, scale_jitter=0.25, color_jitter=0.3, ema=0.98,
+                    warmup_fraction=0.05, grad_clip=5.0, epochs=60, scale_jitter=0.25, color_jitter=0.3,
+                    augment_epochs=60, ema=0.98,
                     model=dict(batch_norm=True, dropout=0.0, input_scale=SCRATCH_INPUT_SCALE)),
 }
 
