@@ -280,9 +280,11 @@ def test_a_short_run_gets_a_share_of_the_jitter(tiny_data):
     from c3d_rt.training.fit import build_datasets
 
     split = load_data_split(tiny_data)
-    cfg = _cfg(epochs=20, scale_jitter=0.3, color_jitter=0.6, augment_epochs=60)
+    cfg = _cfg(epochs=40, scale_jitter=0.3, color_jitter=0.6, augment_epochs=60)
     train, _ = build_datasets(split, TINY_PREP, cfg, False)
-    assert (train.scale_jitter, train.color_jitter) == pytest.approx((0.1, 0.2))
+    assert (train.scale_jitter, train.color_jitter) == pytest.approx((0.15, 0.3))  # halfway from 20 to 60 epochs
+    train, _ = build_datasets(split, TINY_PREP, _cfg(epochs=20, scale_jitter=0.3, augment_epochs=60), False)
+    assert train.scale_jitter == 0
     train, _ = build_datasets(split, TINY_PREP, _cfg(epochs=90, scale_jitter=0.3, augment_epochs=60), False)
     assert train.scale_jitter == pytest.approx(0.3)
 
