@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -11,7 +12,8 @@ def machine_tag(info: dict, gpu: str | None = None) -> str:
     """``h100`` for a GPU; ``amd-epyc-2c`` (first two words of the CPU model, core count) otherwise."""
     if gpu:
         return gpu.split()[-1].lower()
-    return f"{'-'.join(info['cpu'].split()[:2]).lower()}-{info['cores']}c"
+    words = re.sub(r"\((r|tm)\)", "", info["cpu"], flags=re.IGNORECASE).split()  # Intel(R) Xeon(R) -> intel-xeon
+    return f"{'-'.join(words[:2]).lower()}-{info['cores']}c"
 
 
 def write_results(out: Path, stem: str, result: dict, markdown: Callable[[dict], str]) -> None:
