@@ -44,7 +44,7 @@ def test_non_checkpoint_file_is_a_clear_error(tmp_path, capsys):
 
 def test_unknown_export_format_suggests_valid_ones(tiny_ckpt, tmp_path, capsys):
     code = _run(["export", str(tiny_ckpt), "--formats", "onnx,tensorflow", "--out", str(tmp_path)])
-    assert code == 1 and "choose from torchscript, onnx, onnx-fp16, onnx-int8" in capsys.readouterr().err
+    assert code == 1 and "choose from torchscript, onnx, onnx-features, onnx-fp16, onnx-int8" in capsys.readouterr().err
 
 
 def test_eval_writes_metrics_and_confusion_png(tiny_ckpt, tiny_data, tmp_path):

@@ -27,7 +27,7 @@ from c3d_rt.export.verify import verify_artifact
 from c3d_rt.model.c3d import build_c3d
 from c3d_rt.model.checkpoint import load_checkpoint
 
-QUIET = dict(log=lambda _m: None)
+QUIET = {"log": lambda _m: None}
 FEATURES = FORMATS["onnx-features"].file
 
 
@@ -111,6 +111,20 @@ def test_engine_layers_equal_the_eager_model(features_export, eager, engine, opt
             model.layers(clips[:, :, :8], ["fc6"])
 
 
+@pytest.mark.cuda
+def test_ort_cuda_binds_every_output(features_export, eager):
+    """The I/O-binding path (with CUDA graphs): one buffer set a batch size, every output bound."""
+    _, clips, expected = eager
+    with load_engine(features_export[0], "ort", "fp32", "cuda", layer="fc6") as model:
+        for _ in range(2):  # the second call replays the captured graph
+            got = model.layers(clips)
+            for name in got:
+                rule = judge_layer(expected[name], got[name], name) if name in FEATURE_LAYERS else \
+                    judge(expected[name], got[name], "fp32")
+                assert rule.ok, rule.reason
+        assert judge(expected["logits"], model(clips), "fp32").ok and model.buffers_allocated == 1
+
+
 def test_the_eager_engine_gives_every_layer(tiny_ckpt, eager):
     model, clips, expected = eager
     engine = reference_engine(load_checkpoint(tiny_ckpt), model)
@@ -141,11 +155,10 @@ def test_a_layer_picks_the_features_file_and_logits_keep_c3d_onnx(features_expor
 
 def test_a_file_without_the_layer_says_which_file_has_it(features_export, eager, tmp_path):
     folder = features_export[0]
-    with load_engine(folder / "c3d.onnx", "ort", "fp32", "cpu") as model:
-        with pytest.raises(EngineUnavailable, match=r"c3d.onnx \(ort/fp32/cpu\) gives logits, not fc6\. fc6 is an "
-                                                    r"output of c3d.features.onnx \(`c3d-rt export CKPT --formats "
-                                                    r"onnx-features`"):
-            model.layers(eager[1], ["fc6"])
+    hint = (r"c3d.onnx \(ort/fp32/cpu\) gives logits, not fc6\. fc6 is an output of c3d.features.onnx "
+            r"\(`c3d-rt export CKPT --formats onnx-features`")
+    with load_engine(folder / "c3d.onnx", "ort", "fp32", "cpu") as model, pytest.raises(EngineUnavailable, match=hint):
+        model.layers(eager[1], ["fc6"])
     with pytest.raises(EngineUnavailable, match=r"nothing for engine ort .* that gives fc7.*--formats onnx-features"):
         load_engine(folder / "c3d.onnx", "ort", "fp32", "cpu", layer="fc7")
     shutil.copy(folder / "c3d.onnx", tmp_path / "c3d.onnx")

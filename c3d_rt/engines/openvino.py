@@ -45,7 +45,10 @@ class OpenVinoEngine(Engine):
         self.indices = self._output_indices()  # outputs by name: a features file has three
         self.request = self.compiled.create_infer_request()
         self.streams = int(self.compiled.get_property("NUM_STREAMS"))
-        self.queue = ov.AsyncInferQueue(self.compiled, self.streams) if mode == "throughput" else None
+        # throughput: one request a stream, each given a share of the batch (no Python callback: one run on
+        # OpenVINO's thread could drop the last reference to the compiled model there, which then joins itself)
+        self.parallel = [self.compiled.create_infer_request() for _ in range(self.streams)] \
+            if mode == "throughput" else []
         hint = self.compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()  # f32, bf16, f16
         how = "no settings (OpenVINO's defaults)" if mode == "defaults" else f"{mode} hint"
         self.detail = f"{how}, {self.streams} stream(s), inference precision {hint}"
@@ -66,8 +69,7 @@ class OpenVinoEngine(Engine):
                                 f"has {names}. Re-export the checkpoint.")
 
     def _output_indices(self) -> dict[str, int]:
-        """Output name -> index. Indices, not ports: a port keeps the compiled model alive, and one held by a
-        callback would free it on OpenVINO's own thread, which then joins itself (an abort)."""
+        """Output name -> index (each output may have several names)."""
         return {name: next(i for i, o in enumerate(self.compiled.outputs) if name in o.get_names())
                 for name in self.outputs}
 
@@ -88,23 +90,21 @@ class OpenVinoEngine(Engine):
 
     def _run_layers(self, clips: np.ndarray, names: tuple[str, ...]) -> dict[str, np.ndarray]:
         indices = [self.indices[name] for name in names]
-        if self.queue is None or len(clips) == 1:
+        if not self.parallel or len(clips) == 1:
             self.request.infer({0: clips})
             return {name: self.request.get_output_tensor(i).data.copy() for name, i in zip(names, indices)}
-        chunks = np.array_split(clips, min(len(clips), self.streams))
-        results: list = [None] * len(chunks)
-
-        def done(request, index: int) -> None:
-            results[index] = [request.get_output_tensor(i).data.copy() for i in indices]
-
-        self.queue.set_callback(done)
-        for i, chunk in enumerate(chunks):
-            self.queue.start_async({0: chunk}, i)
-        self.queue.wait_all()
-        return {name: np.concatenate([r[k] for r in results]) for k, name in enumerate(names)}
+        chunks = np.array_split(clips, min(len(clips), len(self.parallel)))
+        requests = self.parallel[: len(chunks)]
+        for request, chunk in zip(requests, chunks):
+            request.start_async({0: chunk})
+        for request in requests:
+            request.wait()
+        return {name: np.concatenate([r.get_output_tensor(i).data.copy() for r in requests])
+                for name, i in zip(names, indices)}
 
     def close(self) -> None:
-        self.queue = self.request = self.compiled = None
+        self.parallel = []
+        self.request = self.compiled = None
         super().close()
 
 
