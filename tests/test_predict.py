@@ -219,3 +219,31 @@ def test_another_models_outputs_are_refused(tmp_path, model_file):
                            progress=False, overwrite=True, log=lambda m: None)
     assert again.done == 1 and json.loads((tmp_path / "out" / "in" / "v.avi.json").read_text())["model"]["file"] \
         == str(other.resolve())
+
+
+def test_links_keep_their_own_names_and_classes(tmp_path):
+    target = write_video(tmp_path / "elsewhere" / "clip.avi", 20)
+    (tmp_path / "set" / "walk").mkdir(parents=True)
+    (tmp_path / "set" / "walk" / "v1.avi").symlink_to(target)
+    assert [i.key for i in collect_videos([tmp_path / "set"])] == ["set/walk/v1.avi"]
+
+
+def test_a_later_run_without_class_folders_leaves_no_stale_accuracy(tmp_path, model_file):
+    write_levels(tmp_path / "set" / "dark" / "d.avi", [30] * 20)
+    write_levels(tmp_path / "loose.avi", [30] * 20)
+    quiet = dict(batch=2, progress=False, log=lambda m: None)
+    first = predict_videos(BrightnessModel(model_file), collect_videos([tmp_path / "set"]), tmp_path / "out",
+                           PredictSettings(), **quiet)
+    assert first.accuracy and (tmp_path / "out" / "accuracy.json").is_file()
+    second = predict_videos(BrightnessModel(model_file), collect_videos([tmp_path / "loose.avi"]), tmp_path / "out",
+                            PredictSettings(), **quiet)
+    assert second.accuracy is None and not (tmp_path / "out" / "accuracy.json").exists()
+    assert not (tmp_path / "out" / "confusion.png").exists()
+
+
+def test_an_interrupted_run_counts_no_unfinished_video_as_failed(tmp_path, model_file):
+    for i in range(3):
+        write_levels(tmp_path / "in" / f"v{i}.avi", [40] * 60)
+    run = predict_videos(BrightnessModel(model_file, interrupt_after=2), collect_videos([tmp_path / "in"]),
+                         tmp_path / "out", PredictSettings(stride=4), batch=2, progress=False, log=lambda m: None)
+    assert run.interrupted and run.failed == [] and any(not r for r in run.records.values())

@@ -69,13 +69,19 @@ def sultani_segments(clips: np.ndarray, n: int = 32) -> np.ndarray:
     The bounds are MATLAB's ``round(linspace(1, clips, n + 1))``, as in the authors' script: a segment with no clip
     of its own takes the clip at its start."""
     unit = clips / np.maximum(np.linalg.norm(clips, axis=1, keepdims=True), 1e-12)
-    bounds = np.floor(np.linspace(1, len(unit), n + 1) + 0.5).astype(int) - 1  # MATLAB rounds halves up
     out = np.empty((n, unit.shape[1]), np.float32)
-    for i in range(n):
-        start, end = bounds[i], bounds[i + 1] - 1
-        mean = unit[start] if end < start else unit[start : end + 1].mean(axis=0)
+    for i, (start, end) in enumerate(segment_bounds(len(unit), n)):
+        mean = unit[start : end + 1].mean(axis=0)
         out[i] = mean / max(float(np.linalg.norm(mean)), 1e-12)
     return out
+
+
+def segment_bounds(clips: int, n: int) -> list[tuple[int, int]]:
+    """First and last clip (0-based, inclusive) of each of ``n`` segments: MATLAB's ``round(linspace(1, clips,
+    n + 1))`` (halves rounded up), a segment ending one before the next starts; one without a clip of its own takes
+    the clip at its start."""
+    starts = np.floor(np.linspace(1, clips, n + 1) + 0.5).astype(int) - 1
+    return [(int(starts[i]), int(max(starts[i], starts[i + 1] - 1))) for i in range(n)]
 
 
 def extract_features(engine: Engine, items: list[VideoItem], out_dir: Path, settings: FeatureSettings, *, batch: int,
@@ -92,6 +98,7 @@ def extract_features(engine: Engine, items: list[VideoItem], out_dir: Path, sett
         if record["status"] == "ok":
             array = pool_features(result.outputs[settings.layer].astype(np.float32), settings)
             record["shape"] = list(array.shape)
+            record["rows"] = _rows(settings, len(result.first))
             with atomic_path(outputs.record_path(out_dir, result.item, ".npy")) as tmp, open(tmp, "wb") as f:
                 np.save(f, array.astype(np.float32))
         outputs.write_record(outputs.record_path(out_dir, result.item), record)
@@ -110,7 +117,8 @@ def extract_features(engine: Engine, items: list[VideoItem], out_dir: Path, sett
                                 desc="features")
     except KeyboardInterrupt:
         run.interrupted = True
-    _summary(run)
+    finally:  # the table holds every finished video, whatever ended the run
+        _summary(run)
     return run
 
 
@@ -125,6 +133,13 @@ def _record(result: VideoResult, model: dict, chosen: dict, settings: FeatureSet
     record["windows"] = [{"first_frame": int(a), "last_frame": int(b), "start_s": round(a / fps, 3),
                           "end_s": round((b + 1) / fps, 3)} for a, b in zip(result.first, result.last)]
     return record
+
+
+def _rows(settings: FeatureSettings, windows: int) -> str | list[list[int]]:
+    """What the .npy's rows are, when they are not the windows listed in ``windows``."""
+    if settings.segments:  # each segment's first and last window (0-based, inclusive)
+        return [list(b) for b in segment_bounds(windows, settings.segments)]
+    return "one row: the mean of all windows" if settings.pool == "mean" else "one row a window"
 
 
 def _summary(run: FeatureRun) -> None:

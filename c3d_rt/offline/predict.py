@@ -54,7 +54,7 @@ class PredictRun:
 
     @property
     def failed(self) -> list[dict]:
-        return [r for r in self.records.values() if r["status"] != "ok"]
+        return [r for r in self.records.values() if r and r["status"] != "ok"]
 
 
 def predict_videos(engine: Engine, items: list[VideoItem], out_dir: Path, settings: PredictSettings, *, batch: int,
@@ -84,7 +84,8 @@ def predict_videos(engine: Engine, items: list[VideoItem], out_dir: Path, settin
                                 batch=batch, decoders=decoders, target_fps=settings.fps, progress=progress)
     except KeyboardInterrupt:
         run.interrupted = True
-    write_tables(run, items, labels)
+    finally:  # the tables hold every finished video, whatever ended the run
+        write_tables(run, items, labels)
     return run
 
 
@@ -92,7 +93,8 @@ def video_record(result: VideoResult, engine: Engine, model: dict, settings: Pre
     stats, item, labels = result.stats, result.item, engine.labels
     fps = stats.time_fps
     record = {"video": str(item.path), "name": item.key, "status": "failed" if stats.error else "ok",
-              "reason": stats.error, "frames": stats.frames, "fps": stats.fps or None,
+              "reason": stats.error, "frames": stats.frames, "claimed_frames": stats.claimed_frames,
+              "fps": stats.fps or None,
               "duration_s": round(stats.frames / fps, 3), "width": stats.width, "height": stats.height,
               "model": model, "settings": chosen, "notes": list(stats.notes)}
     if not stats.fps:
@@ -173,7 +175,9 @@ def _accuracy(run: PredictRun, items: list[VideoItem], labels: list[str]) -> dic
             continue
         truth.append(cls)
         probs.append(record["video_level"]["probs"])
-    if not truth:
+    if not truth:  # no class folders this run: an earlier run's figures would describe other videos
+        for name in ("accuracy.json", "confusion.png"):
+            (run.out_dir / name).unlink(missing_ok=True)
         return None
     result = video_accuracy(truth, np.array(probs), labels)
     result["videos_without_class"] = sum(1 for item in items if class_of(item.rel, labels) is None)

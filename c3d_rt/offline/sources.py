@@ -3,6 +3,7 @@ path its outputs are named after."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,8 +51,8 @@ def _expand(source: Path) -> list[VideoItem]:
         if not found:
             raise SourceListError(f"{source}: a folder with no video in it (looked for "
                                   f"{', '.join(VIDEO_EXTENSIONS)} at any depth)")
-        base = source.resolve().parent  # named with the folder's own name: a class folder keeps its class
-        return [VideoItem(p, p.resolve().relative_to(base)) for p in found]
+        # named from the folder's own name down (a class folder keeps its class), never through a link's target
+        return [VideoItem(p, Path(source.resolve().name) / p.relative_to(source)) for p in found]
     if source.suffix.lower() in LIST_SUFFIXES and source.is_file():
         return _read_list(source)
     if source.is_file():
@@ -84,10 +85,8 @@ def _read_list(list_file: Path) -> list[VideoItem]:
 
 
 def _name_in_list(path: Path, base: Path) -> Path:
-    try:
-        return path.resolve().relative_to(base.resolve())
-    except ValueError:
-        return Path(path.name)
+    relative = Path(os.path.relpath(os.path.abspath(path), os.path.abspath(base)))
+    return Path(path.name) if relative.parts[:1] == ("..",) else relative
 
 
 def _refuse_clashes(items: list[VideoItem]) -> None:

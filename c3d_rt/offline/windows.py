@@ -34,6 +34,7 @@ class VideoStats:
     """What decoding one video found."""
 
     frames: int = 0  # decoded
+    timeline_frames: int = 0  # frames on the --fps timeline (= frames without --fps)
     claimed_frames: int = 0  # what the container says
     fps: float = 0.0  # the container's frame rate (0: it states none)
     width: int = 0
@@ -97,6 +98,7 @@ def _windows(cap, video, prep, stride, stats, target_fps, stop) -> Iterator[Wind
         times = repeats(index, stats.time_fps, target_fps)
         wanted = [s for s in range(sampled, sampled + times) if s % prep.frame_interval == 0]
         sampled += times
+        stats.timeline_frames = sampled
         if not wanted:
             continue
         ok, frame = cap.retrieve()
@@ -118,13 +120,16 @@ def _windows(cap, video, prep, stride, stats, target_fps, stop) -> Iterator[Wind
 
 
 def _explain_no_window(stats: VideoStats, prep: Preprocessing, stride: int, target_fps: float | None) -> None:
+    if stats.claimed_frames - stats.frames > 1:  # a truncated or damaged file: what was read is still used
+        stats.notes.append(f"decoding stopped at frame {stats.frames} of the {stats.claimed_frames} the container "
+                           "states (truncated or damaged file)")
     if stats.windows or stats.error:
         return
     if stats.frames == 0:
         stats.error = "empty: no decodable frame"
         return
     need = prep.window_span
-    at = f" at --fps {target_fps:g}" if target_fps else ""
+    at = f" ({stats.timeline_frames} at --fps {target_fps:g})" if target_fps else ""
     stats.error = (f"too short: {stats.frames} frames{at}, a window needs {need} (clips of {prep.clip_len} frames, "
                    f"every {prep.frame_interval})")
 
