@@ -68,8 +68,8 @@ def check_out_dir(out_dir: Path, model: dict, overwrite: bool, marker: str) -> N
     if theirs and theirs != model["sha256"] and not overwrite:
         raise OutputError(f"--out {out_dir}: holds the outputs of another model ({before['model'].get('file')}, "
                           f"sha256 {theirs[:12]}); this run's is {model['file']} ({model['sha256'][:12]}). To "
-                          "continue that run, pass --model, --engine and --precision naming its file; else another --out, or --overwrite "
-                          "to replace them.")
+                          "continue that run, pass --model, --engine and --precision naming its file; else another "
+                          "--out, or --overwrite to replace them.")
 
 
 def start_run(items: list[VideoItem], out_dir: Path, model: dict, settings: dict, *, overwrite: bool, marker: str,
