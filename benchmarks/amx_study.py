@@ -7,7 +7,7 @@ figure beside it is its share of the floor: the clip's arithmetic (``ModelConfig
 matrix rate for that precision (``core.machine.matrix_rates``, as `bench` reports it). Variants: ONNX Runtime fp32;
 OpenVINO f32 and bf16 under the latency and the throughput hint (streams as OpenVINO chooses); eager torch fp32 and
 bf16 autocast; torch.compile (Inductor) of the bf16 model with and without freezing (weights folded as constants,
-oneDNN's prepacked kernels). Which ONNX Runtime execution providers this install has is recorded too.
+oneDNN's prepacked kernels); with ``--int8 DIR``, NNCF's int8 IR (calibrated on synthetic clips) on OpenVINO. Which ONNX Runtime execution providers this install has is recorded too.
 Results: ``amx-study-<machine>-<date>.json`` and ``.md``.
 """
 
@@ -51,10 +51,26 @@ def torch_variant(ckpt: Path, precision: str, compile_mode: str | None, batches,
     return timed(engine, batches, iters)
 
 
+def nncf_int8(onnx: Path, folder: Path) -> Path:
+    """NNCF's int8 IR of ``onnx`` (the exporter's writer, 32 synthetic motion clips to calibrate): for timing."""
+    from c3d_rt.artifacts.info import read_onnx_info
+    from c3d_rt.data.synth import synthetic_clips
+    from c3d_rt.export.openvino import write_openvino_int8
+
+    info = read_onnx_info(onnx)
+    xml = folder / "c3d.int8.openvino.xml"
+    if not xml.is_file():
+        folder.mkdir(parents=True, exist_ok=True)
+        int8_info = type(info)(**{**info.__dict__, "precision": "int8", "fmt": "openvino"})
+        write_openvino_int8(onnx, int8_info, xml, synthetic_clips(32, info.preprocessing))
+    return xml
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", type=Path, required=True, help="a folder with c3d.onnx (full size)")
     ap.add_argument("--checkpoint", type=Path, help="its checkpoint, for the torch variants")
+    ap.add_argument("--int8", type=Path, help="also quantise with NNCF into this folder and time the int8 IR")
     ap.add_argument("--iters", type=int, default=6)
     ap.add_argument("--batches", default="1,2")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results"))
@@ -78,6 +94,9 @@ def main() -> None:
         for precision in ("fp32", "bf16"):
             add(f"openvino {hint} hint", precision, lambda h=hint, p=precision: timed(
                 load_plan(Plan("openvino", p, "cpu", onnx, "onnx"), mode=h, cache=False), batches, args.iters))
+    if args.int8:
+        add("openvino NNCF int8, latency hint", "int8", lambda: timed(load_plan(Plan(
+            "openvino", "int8", "cpu", nncf_int8(onnx, args.int8), "openvino-int8"), cache=False), batches, args.iters))
     if args.checkpoint:
         add("torch eager", "fp32", lambda: torch_variant(args.checkpoint, "fp32", None, batches, args.iters))
         add("torch eager autocast", "bf16", lambda: torch_variant(args.checkpoint, "bf16", None, batches, args.iters))
