@@ -18,7 +18,7 @@ import numpy as np
 from ..core.fileio import atomic_path
 from ..engines.base import Engine
 from . import outputs
-from .run import RunStats, VideoResult, run_windows
+from .run import OfflineRun, VideoResult, run_windows
 from .sources import VideoItem
 
 MARKER = "features.json"
@@ -38,20 +38,6 @@ class FeatureSettings:
         prep = engine.info.preprocessing
         return {**asdict(self), "clip_len": prep.clip_len, "frame_interval": prep.frame_interval,
                 "resize_wh": list(prep.resize_wh), "crop_size": prep.crop_size}
-
-
-@dataclass
-class FeatureRun:
-    out_dir: Path
-    records: dict[str, dict]
-    done: int = 0
-    skipped: int = 0
-    stats: RunStats | None = None
-    interrupted: bool = False
-
-    @property
-    def failed(self) -> list[dict]:
-        return [r for r in self.records.values() if r and r["status"] != "ok"]
 
 
 def pool_features(rows: np.ndarray, settings: FeatureSettings) -> np.ndarray:
@@ -86,12 +72,12 @@ def segment_bounds(clips: int, n: int) -> list[tuple[int, int]]:
 
 def extract_features(engine: Engine, items: list[VideoItem], out_dir: Path, settings: FeatureSettings, *, batch: int,
                      decoders: int = 1, overwrite: bool = False, progress: bool = True,
-                     log: Callable[[str], None] = print) -> FeatureRun:
+                     log: Callable[[str], None] = print) -> OfflineRun:
     model = outputs.model_identity(engine)
     chosen = settings.record(engine)
     records, todo = outputs.start_run(items, out_dir, model, chosen, overwrite=overwrite, marker=MARKER,
                                       companions=(".npy",), log=log, note=LAYER_NOTE[settings.layer])
-    run = FeatureRun(out_dir, records, skipped=len(items) - len(todo))
+    run = OfflineRun(out_dir, records, skipped=len(items) - len(todo))
 
     def on_video(result: VideoResult) -> None:
         record = _record(result, model, chosen, settings)
@@ -142,7 +128,7 @@ def _rows(settings: FeatureSettings, windows: int) -> str | list[list[int]]:
     return "one row: the mean of all windows" if settings.pool == "mean" else "one row a window"
 
 
-def _summary(run: FeatureRun) -> None:
+def _summary(run: OfflineRun) -> None:
     rows = [[r["video"], r["name"], len(r.get("windows", [])), "x".join(map(str, r.get("shape", []))), r["status"],
              r["reason"]] for r in run.records.values() if r]
     outputs.write_csv(run.out_dir / "summary.csv", ["video", "name", "windows", "shape", "status", "reason"], rows)

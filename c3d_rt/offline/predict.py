@@ -8,7 +8,7 @@ videos ``summary.csv`` and ``segments.csv``, and where the videos sit in class f
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -18,7 +18,7 @@ from ..core.transforms import softmax
 from ..engines.base import Engine
 from . import outputs
 from .accuracy import class_of, video_accuracy
-from .run import RunStats, VideoResult, run_windows
+from .run import OfflineRun, VideoResult, run_windows
 from .segments import clip_indices, find_segments, smooth, video_level
 from .sources import VideoItem
 
@@ -43,18 +43,8 @@ class PredictSettings:
 
 
 @dataclass
-class PredictRun:
-    out_dir: Path
-    records: dict[str, dict] = field(default_factory=dict)  # video key -> its record, in the order of the items
-    done: int = 0  # videos computed in this run
-    skipped: int = 0  # videos whose record was already there
-    stats: RunStats | None = None
-    accuracy: dict | None = None
-    interrupted: bool = False
-
-    @property
-    def failed(self) -> list[dict]:
-        return [r for r in self.records.values() if r and r["status"] != "ok"]
+class PredictRun(OfflineRun):
+    accuracy: dict | None = None  # video-level accuracy over the videos in class folders
 
 
 def predict_videos(engine: Engine, items: list[VideoItem], out_dir: Path, settings: PredictSettings, *, batch: int,
@@ -69,11 +59,11 @@ def predict_videos(engine: Engine, items: list[VideoItem], out_dir: Path, settin
     labels, prep = engine.labels, engine.info.preprocessing
 
     def on_video(result: VideoResult) -> None:
-        record = video_record(result, engine, model, settings, chosen)
-        target = outputs.record_path(out_dir, result.item)
+        probs = window_probs(result, settings)
+        record = video_record(result, probs, engine, model, settings, chosen)
         if timeline and record["status"] == "ok":
-            _timeline(result, record, labels, outputs.record_path(out_dir, result.item, ".png"))
-        outputs.write_record(target, record)
+            _timeline(result, record, probs[1], labels, outputs.record_path(out_dir, result.item, ".png"))
+        outputs.write_record(outputs.record_path(out_dir, result.item), record)
         run.records[result.item.key] = record
         run.done += 1
         if not progress:
@@ -89,7 +79,17 @@ def predict_videos(engine: Engine, items: list[VideoItem], out_dir: Path, settin
     return run
 
 
-def video_record(result: VideoResult, engine: Engine, model: dict, settings: PredictSettings, chosen: dict) -> dict:
+def window_probs(result: VideoResult, settings: PredictSettings) -> tuple[np.ndarray, np.ndarray] | None:
+    """(each window's softmax probabilities, the same ``--smooth``ed), once a video; None for a failed video."""
+    if result.stats.error:
+        return None
+    probs = softmax(result.outputs["logits"].astype(np.float64))
+    return probs, smooth(probs, settings.smooth)
+
+
+def video_record(result: VideoResult, probs: tuple[np.ndarray, np.ndarray] | None, engine: Engine, model: dict,
+                 settings: PredictSettings, chosen: dict) -> dict:
+    """A video's record; ``probs`` is :func:`window_probs`'s."""
     stats, item, labels = result.stats, result.item, engine.labels
     fps = stats.time_fps
     record = {"video": str(item.path), "name": item.key, "status": "failed" if stats.error else "ok",
@@ -99,9 +99,9 @@ def video_record(result: VideoResult, engine: Engine, model: dict, settings: Pre
               "model": model, "settings": chosen, "notes": list(stats.notes)}
     if not stats.fps:
         record["notes"].append(f"the container states no frame rate: times assume {fps:g} frames a second")
-    if stats.error:
+    if probs is None:
         return record
-    probs = softmax(result.outputs["logits"].astype(np.float64))
+    probs, smoothed = probs
     k = max(1, min(settings.topk, len(labels)))
     overall = video_level(probs, settings.clips)
     top = np.argsort(-overall, kind="stable")[:k]
@@ -110,7 +110,6 @@ def video_record(result: VideoResult, engine: Engine, model: dict, settings: Pre
                              "windows": len(clip_indices(len(probs), settings.clips)) if settings.clips else len(probs),
                              "protocol": "mean of the windows' softmax probabilities",
                              "probs": [round(float(p), 6) for p in overall]}
-    smoothed = smooth(probs, settings.smooth)
     segments = find_segments(smoothed, result.first, result.last, fps, labels, settings.threshold, settings.min_gap,
                              stats.frames)
     record["segments"] = [s.to_dict() for s in segments]
@@ -126,14 +125,12 @@ def _window(probs: np.ndarray, first: int, last: int, fps: float, labels: list[s
             "topk": [{"label": labels[i], "prob": round(float(probs[i]), 6)} for i in top]}
 
 
-def _timeline(result: VideoResult, record: dict, labels: list[str], png: Path) -> None:
+def _timeline(result: VideoResult, record: dict, smoothed: np.ndarray, labels: list[str], png: Path) -> None:
     from ..core.figures import save_timeline_png
 
-    fps = result.stats.time_fps
-    centres = (result.first + result.last + 1) / 2 / fps
-    probs = smooth(softmax(result.outputs["logits"].astype(np.float64)), record["settings"]["smooth"])
+    centres = (result.first + result.last + 1) / 2 / result.stats.time_fps
     spans = [(s["label"], s["start_s"], s["end_s"]) for s in record["segments"]]
-    save_timeline_png(png, centres, probs, labels, spans, title=result.item.key)
+    save_timeline_png(png, centres, smoothed, labels, spans, title=result.item.key)
 
 
 def _video_line(record: dict) -> str:

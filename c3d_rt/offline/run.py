@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
@@ -55,6 +56,23 @@ class RunStats:
         return (f"{self.windows / wall:.1f} clips/s, {self.frames / wall:.0f} frames/s; engine busy "
                 f"{self.inference_s / wall:.0%} of the time, waited {self.waiting_s:.1f} s for decoding "
                 f"(decoding took {self.decode_s:.1f} s in its own threads)")
+
+
+@dataclass
+class OfflineRun:
+    """What a `predict` or `features` run did: each video's record, in the order of the items (``{}`` for a video
+    not finished), and how many it computed and found done before."""
+
+    out_dir: Path
+    records: dict[str, dict] = field(default_factory=dict)
+    done: int = 0  # videos computed in this run
+    skipped: int = 0  # videos whose record was already there
+    stats: RunStats | None = None
+    interrupted: bool = False
+
+    @property
+    def failed(self) -> list[dict]:
+        return [r for r in self.records.values() if r and r["status"] != "ok"]
 
 
 class _Accumulator:
