@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..core.fileio import read_json, user_cache_dir, write_json_quietly
+from ..core.fileio import read_json, user_cache_file, write_json_quietly
 from .info import FEATURE_LAYERS, OUTPUT_NAME, ArtifactError, ArtifactInfo, read_onnx_info, read_zip_metadata
 
 CHECKPOINT = "checkpoint"  # the eager model's "format": a training checkpoint, not an export
@@ -97,8 +97,7 @@ def artifact_sha256(path: Path) -> str:
 
     parts = artifact_files(Path(path))
     stamp = "|".join(f"{p.resolve()}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in parts)
-    memo_dir = user_cache_dir()
-    memo_path = memo_dir / DIGESTS_FILE if memo_dir else None
+    memo_path = user_cache_file(DIGESTS_FILE)
     memo = read_json(memo_path, {})
     if stamp in memo:
         return memo[stamp]

@@ -74,6 +74,12 @@ def user_cache_dir(*parts: str) -> Path | None:
     return path
 
 
+def user_cache_file(name: str) -> Path | None:
+    """``name`` in the user cache folder (:func:`user_cache_dir`), or None where that folder cannot be made."""
+    folder = user_cache_dir()
+    return folder / name if folder else None
+
+
 def read_json(path: Path | None, default):
     """A JSON file's content, or ``default`` when it is missing, unreadable, corrupt or of another type."""
     import json

@@ -23,7 +23,7 @@ import numpy as np
 from ..artifacts.formats import FORMATS, artifact_sha256
 from ..artifacts.info import OUTPUT_NAME
 from ..core.errors import describe
-from ..core.fileio import read_json, user_cache_dir, write_json_quietly
+from ..core.fileio import read_json, user_cache_file, write_json_quietly
 from .base import Engine, EngineError, EngineUnavailable, Plan, layer_hint, time_calls
 from .registry import ENGINES, gpu_available, load_plan
 from .resolve import availability, plans, resolve, unproven
@@ -194,13 +194,8 @@ def cache_key(to_time: list[Plan], options: dict) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
-def _cache_path() -> Path | None:
-    folder = user_cache_dir()
-    return folder / CACHE_FILE if folder else None
-
-
 def _load_cached(key: str, to_time: list[Plan], options: dict) -> tuple[Engine, AutoChoice] | None:
-    entry = read_json(_cache_path(), {}).get(key)
+    entry = read_json(user_cache_file(CACHE_FILE), {}).get(key)
     try:
         trials = [Trial(t["key"], t["file"], None if t["p50_ms"] is None else float(t["p50_ms"]), str(t["status"]),
                         str(t["reason"])) for t in entry["trials"]]
@@ -216,7 +211,7 @@ def _load_cached(key: str, to_time: list[Plan], options: dict) -> tuple[Engine, 
 
 
 def _store(key: str, choice: AutoChoice) -> None:
-    path = _cache_path()
+    path = user_cache_file(CACHE_FILE)
     data = read_json(path, {})
     entry = asdict(choice)
     entry.pop("cached", None)

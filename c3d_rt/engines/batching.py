@@ -18,7 +18,7 @@ import numpy as np
 
 from ..artifacts.formats import artifact_sha256
 from ..core.errors import describe
-from ..core.fileio import read_json, user_cache_dir, write_json_quietly
+from ..core.fileio import read_json, user_cache_file, write_json_quietly
 from .base import Engine, time_calls
 
 CACHE_FILE = "batch.json"
@@ -45,15 +45,16 @@ def fastest_batch(engine: Engine, *, iters: int = 3, use_cache: bool = True,
     """Time ``engine`` at batch 1, 2, 4, ... and return the batch with the lowest time per clip."""
     key = _cache_key(engine)
     if use_cache:
-        cached = read_json(_cache_path(), {}).get(key)
+        cached = read_json(user_cache_file(CACHE_FILE), {}).get(key)
         if isinstance(cached, dict) and isinstance(cached.get("batch"), int):
             return BatchChoice(cached["batch"], {int(b): float(v) for b, v in cached.get("per_clip_ms", {}).items()},
                                str(cached.get("reason", "")), cached=True)
     choice = _measure(engine, iters, log)
     if use_cache:
-        store = read_json(_cache_path(), {})
+        path = user_cache_file(CACHE_FILE)
+        store = read_json(path, {})
         store[key] = {k: v for k, v in asdict(choice).items() if k != "cached"}
-        write_json_quietly(_cache_path(), store)
+        write_json_quietly(path, store)
     return choice
 
 
@@ -86,9 +87,4 @@ def _cache_key(engine: Engine) -> str:
     payload = {"file": str(engine.path.resolve()), "sha": artifact_sha256(engine.path) if engine.path.is_file() else "",
                "key": engine.key, "detail": engine.detail, "machine": machine_fingerprint()}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
-
-
-def _cache_path():
-    folder = user_cache_dir()
-    return folder / CACHE_FILE if folder else None
 
